@@ -1,0 +1,357 @@
+//! The HTTP API and WebSocket stream (see docs/api.md), and the embedded page.
+
+use crate::hub::{Hub, HubError, RunEntry};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use trainconsole_protocol::{RunState, RunSummary, StoredEvent};
+
+/// Default `limit` of `GET /api/runs/{id}/events`.
+pub const DEFAULT_EVENTS_LIMIT: usize = 1000;
+/// Largest `limit` of `GET /api/runs/{id}/events`.
+pub const MAX_EVENTS_LIMIT: usize = 10_000;
+/// Most events in one stream message.
+pub const MAX_STREAM_BATCH_EVENTS: usize = 2000;
+/// Shortest interval between two live stream messages to one viewer.
+pub const STREAM_BATCH_INTERVAL: Duration = Duration::from_millis(50);
+/// A viewer whose socket does not take a message within this time is closed.
+pub const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server pings each viewer this often, which also keeps proxies from closing quiet sockets.
+pub const STREAM_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// Files of the built web page: `(path, bytes)`, e.g. `("/index.html", …)`, `("/assets/app.js", …)`.
+pub type Assets = &'static [(&'static str, &'static [u8])];
+
+#[derive(Clone)]
+struct AppState {
+    hub: Hub,
+    assets: Assets,
+}
+
+/// The console's router: API, stream and page.
+pub fn router(hub: Hub, assets: Assets) -> Router {
+    Router::new()
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{id}", get(get_run))
+        .route("/api/runs/{id}/events", get(get_events))
+        .route("/api/runs/{id}/stream", get(stream))
+        .route("/api/runs/{id}/abort", post(abort))
+        .fallback(page)
+        .layer(middleware::from_fn(same_origin_only))
+        .with_state(AppState { hub, assets })
+}
+
+/// An API error: a status and `{"error": message}` (plus `state` where it helps).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    state: Option<RunState>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into(), state: None }
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(err: HubError) -> Self {
+        match &err {
+            HubError::UnknownRun(_) => ApiError::new(StatusCode::NOT_FOUND, err.to_string()),
+            HubError::Finished { state, .. } | HubError::NoProducer { state, .. } => {
+                ApiError { status: StatusCode::CONFLICT, message: err.to_string(), state: Some(*state) }
+            }
+            HubError::Store(_) | HubError::WriterGone => {
+                tracing::error!("{err}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(err: crate::store::StoreError) -> Self {
+        HubError::from(err).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body {
+            error: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            state: Option<RunState>,
+        }
+        (self.status, Json(Body { error: self.message, state: self.state })).into_response()
+    }
+}
+
+/// Refuse state-changing requests and WebSocket upgrades from another origin (403).
+async fn same_origin_only(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let is_upgrade = headers.get(header::UPGRADE).is_some();
+    if (changes_state || is_upgrade) && !origin_allowed(headers) {
+        return ApiError::new(StatusCode::FORBIDDEN, "cross-origin request refused: the Origin header is not this console's address")
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// A request without `Origin` comes from a script, not a browser page, and is let through;
+/// one with `Origin` must name this console's own `http://HOST` exactly.
+fn origin_allowed(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let (Ok(origin), Some(Ok(host))) = (origin.to_str(), headers.get(header::HOST).map(HeaderValue::to_str)) else {
+        return false;
+    };
+    origin == format!("http://{host}") || origin == format!("https://{host}")
+}
+
+#[derive(Serialize)]
+struct RunList {
+    runs: Vec<RunSummary>,
+}
+
+async fn list_runs(State(app): State<AppState>) -> Result<Json<RunList>, ApiError> {
+    let hub = app.hub.clone();
+    let runs = blocking(move || hub.list()).await?;
+    Ok(Json(RunList { runs }))
+}
+
+async fn get_run(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<RunSummary>, ApiError> {
+    let entry = run_entry(&app.hub, id).await?;
+    Ok(Json(entry.summary()))
+}
+
+#[derive(Serialize)]
+struct EventPage {
+    events: Vec<StoredEvent>,
+    last_seq: u64,
+}
+
+async fn get_events(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<EventPage>, ApiError> {
+    let after = query_number(&query, "after", 0)?;
+    let limit = query_number(&query, "limit", DEFAULT_EVENTS_LIMIT as u64)?.min(MAX_EVENTS_LIMIT as u64) as usize;
+    let entry = run_entry(&app.hub, id).await?;
+    let events = read_events(&app.hub, &entry, after, limit).await?;
+    Ok(Json(EventPage { events, last_seq: entry.summary().last_seq }))
+}
+
+fn query_number(query: &HashMap<String, String>, name: &str, default: u64) -> Result<u64, ApiError> {
+    match query.get(name) {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("query parameter {name}={text:?} is not a non-negative integer"))
+        }),
+    }
+}
+
+#[derive(Serialize)]
+struct AbortAnswer {
+    state: RunState,
+}
+
+async fn abort(State(app): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<AbortAnswer>), ApiError> {
+    let state = app.hub.abort(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(AbortAnswer { state })))
+}
+
+async fn run_entry(hub: &Hub, id: String) -> Result<Arc<RunEntry>, ApiError> {
+    let hub = hub.clone();
+    blocking(move || hub.run(&id)).await
+}
+
+async fn read_events(hub: &Hub, entry: &RunEntry, after: u64, limit: usize) -> Result<Vec<StoredEvent>, ApiError> {
+    let (hub, id) = (hub.clone(), entry.id().to_string());
+    blocking(move || hub.read(|store| store.events_after(&id, after, limit)).map_err(HubError::from)).await
+}
+
+/// Run blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, HubError> + Send + 'static) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(err) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store task failed: {err}"))),
+    }
+}
+
+async fn stream(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let after = query_number(&query, "after", 0)?;
+    let entry = run_entry(&app.hub, id).await?;
+    let hub = app.hub.clone();
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let mut viewer = Viewer { socket, hub, entry, last_seq: after };
+        if let Err(reason) = viewer.run().await {
+            tracing::debug!("viewer of run {} closed: {reason}", viewer.entry.id());
+        }
+    }))
+}
+
+/// One WebSocket viewer of one run.
+struct Viewer {
+    socket: WebSocket,
+    hub: Hub,
+    entry: Arc<RunEntry>,
+    /// The highest seq this viewer has been sent (or was given as `after`).
+    last_seq: u64,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamMessage<'a> {
+    Events { events: &'a [StoredEvent], summary: RunSummary },
+    Bye { reason: &'a str },
+}
+
+impl Viewer {
+    async fn run(&mut self) -> Result<(), String> {
+        // Subscribe before reading the store: whatever is stored after the read arrives here.
+        let mut live = self.entry.subscribe();
+        let mut shutdown = self.hub.shutdown_signal();
+        self.catch_up(true).await?;
+        let mut ping = tokio::time::interval(STREAM_PING_INTERVAL);
+        ping.tick().await;
+        let mut last_send = Instant::now();
+        loop {
+            tokio::select! {
+                received = live.recv() => {
+                    let mut pending: Vec<StoredEvent> = Vec::new();
+                    let mut lagged = false;
+                    match received {
+                        Ok(batch) => pending.extend(batch.iter().cloned()),
+                        Err(RecvError::Lagged(_)) => lagged = true,
+                        Err(RecvError::Closed) => return self.bye("run closed").await,
+                    }
+                    // Batch on a short timer: one message per interval however many arrive.
+                    tokio::time::sleep_until(last_send + STREAM_BATCH_INTERVAL).await;
+                    loop {
+                        match live.try_recv() {
+                            Ok(batch) => pending.extend(batch.iter().cloned()),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
+                            Err(_) => break,
+                        }
+                    }
+                    pending.retain(|e| e.seq > self.last_seq);
+                    let contiguous = pending.first().is_none_or(|e| e.seq == self.last_seq + 1);
+                    if lagged || !contiguous {
+                        // Fell behind the broadcast: resync from the store, never skip ahead.
+                        self.catch_up(false).await?;
+                    } else if !pending.is_empty() {
+                        self.send_events(&pending).await?;
+                    }
+                    last_send = Instant::now();
+                }
+                incoming = self.socket.recv() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Ok(_)) => {}
+                },
+                _ = ping.tick() => self.send(Message::Ping(Vec::new().into())).await?,
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        // Deliver what is stored, then say goodbye.
+                        self.catch_up(false).await?;
+                        return self.bye("the console server is exiting").await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send every stored event after `last_seq`, in pages; with `always`, send one (possibly
+    /// empty) message even when there is nothing new, so the viewer gets the summary at once.
+    async fn catch_up(&mut self, always: bool) -> Result<(), String> {
+        let mut sent = false;
+        loop {
+            let events = read_events(&self.hub, &self.entry, self.last_seq, MAX_STREAM_BATCH_EVENTS)
+                .await
+                .map_err(|err| err.message)?;
+            if events.is_empty() {
+                break;
+            }
+            self.send_events(&events).await?;
+            sent = true;
+        }
+        if always && !sent {
+            self.send_events(&[]).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_events(&mut self, events: &[StoredEvent]) -> Result<(), String> {
+        for chunk in events.chunks(MAX_STREAM_BATCH_EVENTS).chain(events.is_empty().then_some(&[][..])) {
+            let message = StreamMessage::Events { events: chunk, summary: self.entry.summary() };
+            let text = serde_json::to_string(&message).map_err(|err| err.to_string())?;
+            self.send(Message::Text(text.into())).await?;
+            if let Some(last) = chunk.last() {
+                self.last_seq = last.seq;
+            }
+        }
+        Ok(())
+    }
+
+    async fn bye(&mut self, reason: &str) -> Result<(), String> {
+        let text = serde_json::to_string(&StreamMessage::Bye { reason }).map_err(|err| err.to_string())?;
+        self.send(Message::Text(text.into())).await?;
+        let frame = CloseFrame { code: axum::extract::ws::close_code::AWAY, reason: reason.to_string().into() };
+        self.send(Message::Close(Some(frame))).await
+    }
+
+    async fn send(&mut self, message: Message) -> Result<(), String> {
+        match tokio::time::timeout(STREAM_SEND_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err(format!("viewer took no message for {STREAM_SEND_TIMEOUT:?}")),
+        }
+    }
+}
+
+/// Serve the embedded page: a file by path, else `index.html` for the page's own routes.
+async fn page(State(app): State<AppState>, request: Request) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/api/") {
+        return ApiError::new(StatusCode::NOT_FOUND, format!("no API endpoint {path}")).into_response();
+    }
+    let file = app.assets.iter().find(|(name, _)| *name == path);
+    let (name, bytes) = match file {
+        Some(found) => *found,
+        None if path == "/" || path.starts_with("/runs/") => {
+            match app.assets.iter().find(|(name, _)| *name == "/index.html") {
+                Some(index) => *index,
+                None => return (StatusCode::NOT_FOUND, "the web page was not built into this binary").into_response(),
+            }
+        }
+        None => return (StatusCode::NOT_FOUND, format!("no such page: {path}")).into_response(),
+    };
+    let mime = mime_guess::from_path(name).first_or_octet_stream();
+    let cache = if name.starts_with("/assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
+    (
+        [
+            (header::CONTENT_TYPE, mime.as_ref().to_string()),
+            (header::CACHE_CONTROL, cache.to_string()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        bytes,
+    )
+        .into_response()
+}

@@ -1,0 +1,471 @@
+//! The hub: the console's shared state between producers, the store and viewers.
+//!
+//! Data flow: a producer hands events to [`Publisher::publish`] (never blocks) → a bounded
+//! channel → the single writer thread, which numbers them per run (seq 1, 2, 3, …), stores
+//! a batch in one transaction, folds it into the run's [`RunSummary`], and then broadcasts
+//! it to live viewers. A viewer subscribes to the broadcast *before* reading the store, so
+//! between the two it sees every seq, and one that falls behind the broadcast resyncs from
+//! the store (see [`crate::http`]).
+
+use crate::store::{Store, StoreError, StoredRun};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use trainconsole_protocol::{Event, EventBody, RunState, RunSummary, StateChange, StoredEvent};
+
+/// Capacity of the channel from producers to the writer, in batches.
+pub const WRITE_QUEUE_BATCHES: usize = 1024;
+/// Most events the writer stores in one transaction.
+pub const MAX_WRITE_BATCH_EVENTS: usize = 4096;
+/// Capacity of each run's live broadcast, in batches; a viewer further behind resyncs from
+/// the store.
+pub const LIVE_BROADCAST_BATCHES: usize = 256;
+
+/// Errors of the hub.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No run has this id.
+    #[error("no run with id {0:?}")]
+    UnknownRun(String),
+    /// The run has ended; nothing can be asked of it.
+    #[error("run {id} has already ended ({state})")]
+    Finished { id: String, state: RunState },
+    /// The run has no producer in this process that could be asked to stop.
+    #[error("run {id} has no live trainer attached to this console ({state}); nothing to abort")]
+    NoProducer { id: String, state: RunState },
+    /// The writer thread has stopped (the process is shutting down or the store failed).
+    #[error("the event writer has stopped")]
+    WriterGone,
+}
+
+/// What the abort endpoint calls to ask a producer to stop. Must return at once.
+pub type AbortFn = Box<dyn Fn() + Send + Sync>;
+
+/// One run as the hub knows it.
+pub struct RunEntry {
+    id: String,
+    summary: Mutex<RunSummary>,
+    live: broadcast::Sender<Arc<[StoredEvent]>>,
+    abort: Mutex<Option<AbortFn>>,
+    abort_sent: AtomicBool,
+}
+
+impl RunEntry {
+    fn new(id: String, summary: RunSummary) -> Self {
+        let (live, _) = broadcast::channel(LIVE_BROADCAST_BATCHES);
+        Self { id, summary: Mutex::new(summary), live, abort: Mutex::new(None), abort_sent: AtomicBool::new(false) }
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A copy of the run's current summary.
+    pub fn summary(&self) -> RunSummary {
+        lock(&self.summary).clone()
+    }
+
+    /// Receive every batch stored from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[StoredEvent]>> {
+        self.live.subscribe()
+    }
+}
+
+struct WriteRequest {
+    run_id: String,
+    events: Vec<Event>,
+    ack: Option<oneshot::Sender<Result<u64, String>>>,
+}
+
+/// The console's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    runs: Mutex<HashMap<String, Arc<RunEntry>>>,
+    reader: Mutex<Store>,
+    writes: mpsc::Sender<WriteRequest>,
+    runs_dir: PathBuf,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Hub {
+    /// Open the store in `runs_dir` and start the writer thread.
+    ///
+    /// Runs found in the store whose last state is not an end are shown as `interrupted`
+    /// until a producer attaches to them.
+    pub fn open(runs_dir: &Path) -> Result<Self, HubError> {
+        let writer_store = Store::open(runs_dir)?;
+        let reader = Store::open(runs_dir)?;
+        let (writes, write_rx) = mpsc::channel(WRITE_QUEUE_BATCHES);
+        let (shutdown, _) = watch::channel(false);
+        let hub = Self {
+            inner: Arc::new(HubInner {
+                runs: Mutex::new(HashMap::new()),
+                reader: Mutex::new(reader),
+                writes,
+                runs_dir: runs_dir.to_path_buf(),
+                shutdown,
+            }),
+        };
+        let writer_hub = hub.clone();
+        std::thread::Builder::new()
+            .name("trainconsole-writer".into())
+            .spawn(move || writer_loop(writer_hub, writer_store, write_rx))
+            .map_err(|source| StoreError::RunsDir { path: runs_dir.to_path_buf(), source })?;
+        Ok(hub)
+    }
+
+    /// The runs directory.
+    pub fn runs_dir(&self) -> &Path {
+        &self.inner.runs_dir
+    }
+
+    /// Run a read on the reader connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&lock(&self.inner.reader))
+    }
+
+    /// Create a new run named `name` whose producer lives in this process; `abort` is called
+    /// (once) when a viewer asks the run to stop.
+    pub fn create_run(&self, name: &str, abort: AbortFn) -> Result<Arc<RunEntry>, HubError> {
+        let created_time = trainconsole_protocol::event::unix_time_secs();
+        let id = new_run_id(created_time);
+        self.read(|store| store.create_run(&StoredRun { id: id.clone(), created_time, name: name.to_string() }))?;
+        let mut summary = RunSummary::new(&id);
+        summary.name = name.to_string();
+        let entry = Arc::new(RunEntry::new(id.clone(), summary));
+        *lock(&entry.abort) = Some(abort);
+        lock(&self.inner.runs).insert(id, entry.clone());
+        Ok(entry)
+    }
+
+    /// The run `id`, loading it from the store on first use.
+    pub fn run(&self, id: &str) -> Result<Arc<RunEntry>, HubError> {
+        if let Some(entry) = lock(&self.inner.runs).get(id) {
+            return Ok(entry.clone());
+        }
+        let (exists, summary) = self.read(|store| {
+            if !store.has_run(id)? {
+                return Ok((false, RunSummary::new(id)));
+            }
+            Ok((true, fold_stored(store, id)?))
+        })?;
+        if !exists {
+            return Err(HubError::UnknownRun(id.to_string()));
+        }
+        let mut summary = summary;
+        summary.mark_interrupted();
+        let mut runs = lock(&self.inner.runs);
+        let entry = runs.entry(id.to_string()).or_insert_with(|| Arc::new(RunEntry::new(id.to_string(), summary)));
+        Ok(entry.clone())
+    }
+
+    /// Summaries of all runs, newest first.
+    pub fn list(&self) -> Result<Vec<RunSummary>, HubError> {
+        let runs = self.read(|store| store.list_runs())?;
+        runs.iter().map(|run| self.run(&run.id).map(|entry| entry.summary())).collect()
+    }
+
+    /// A publisher for run `id`'s events.
+    pub fn publisher(&self, id: &str) -> Publisher {
+        Publisher { hub: self.clone(), run_id: id.to_string(), pending: VecDeque::new() }
+    }
+
+    /// Store `events` for run `id` and wait until they are stored; returns the last seq.
+    pub async fn append(&self, id: &str, events: Vec<Event>) -> Result<u64, HubError> {
+        let (ack, done) = oneshot::channel();
+        self.inner
+            .writes
+            .send(WriteRequest { run_id: id.to_string(), events, ack: Some(ack) })
+            .await
+            .map_err(|_| HubError::WriterGone)?;
+        match done.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(message)) => Err(HubError::Store(StoreError::RunsDir {
+                path: self.inner.runs_dir.clone(),
+                source: std::io::Error::other(message),
+            })),
+            Err(_) => Err(HubError::WriterGone),
+        }
+    }
+
+    /// Ask run `id` to stop: calls its producer's abort once and records `state: stopping`.
+    ///
+    /// Returns the run's state after the request. A second request changes nothing.
+    /// Errors: unknown run; [`HubError::Finished`] when it has ended;
+    /// [`HubError::NoProducer`] when nothing in this process can stop it.
+    pub async fn abort(&self, id: &str) -> Result<RunState, HubError> {
+        let entry = self.run(id)?;
+        let state = entry.summary().state;
+        if state.is_finished() {
+            return Err(HubError::Finished { id: id.to_string(), state });
+        }
+        // Lock order: never take `summary` while holding `abort` (the writer does the reverse).
+        let already_sent = {
+            let abort = lock(&entry.abort);
+            let Some(abort) = abort.as_ref() else {
+                return Err(HubError::NoProducer { id: id.to_string(), state });
+            };
+            let already_sent = entry.abort_sent.swap(true, Ordering::SeqCst);
+            if !already_sent {
+                abort();
+            }
+            already_sent
+        };
+        if already_sent {
+            return Ok(entry.summary().state.max_progress(RunState::Stopping));
+        }
+        self.append(id, vec![Event::now(StateChange { state: RunState::Stopping, message: "abort requested".into() })]).await?;
+        Ok(entry.summary().state.max_progress(RunState::Stopping))
+    }
+
+    /// Detach run `id`'s producer (it has ended); later aborts answer 409.
+    pub fn detach_producer(&self, id: &str) {
+        if let Some(entry) = lock(&self.inner.runs).get(id) {
+            *lock(&entry.abort) = None;
+        }
+    }
+
+    /// Tell every viewer the process is exiting.
+    pub fn shut_down(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves when [`Hub::shut_down`] is called.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+}
+
+/// Small helper for the abort answer: once stopping, the answer never goes back to running.
+trait MaxProgress {
+    fn max_progress(self, floor: RunState) -> RunState;
+}
+
+impl MaxProgress for RunState {
+    fn max_progress(self, floor: RunState) -> RunState {
+        if self == RunState::Running { floor } else { self }
+    }
+}
+
+/// Hands a run's events to the writer without ever blocking.
+///
+/// When the write queue is full, events wait in this publisher (in order) and go out with the
+/// next publish or [`Publisher::flush`]; nothing is dropped. The memory this can take is
+/// bounded by the producer's own event count while the writer is stalled.
+pub struct Publisher {
+    hub: Hub,
+    run_id: String,
+    pending: VecDeque<Event>,
+}
+
+impl Publisher {
+    /// Queue `event` for storing; returns at once.
+    pub fn publish(&mut self, event: Event) {
+        self.pending.push_back(event);
+        self.try_drain();
+    }
+
+    fn try_drain(&mut self) {
+        while !self.pending.is_empty() {
+            let events: Vec<Event> = self.pending.drain(..self.pending.len().min(MAX_WRITE_BATCH_EVENTS)).collect();
+            let request = WriteRequest { run_id: self.run_id.clone(), events, ack: None };
+            match self.hub.inner.writes.try_send(request) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(request) | mpsc::error::TrySendError::Closed(request)) => {
+                    for event in request.events.into_iter().rev() {
+                        self.pending.push_front(event);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Events still waiting for room in the write queue.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Hand over every pending event and wait (up to `timeout`) until all are stored.
+    /// Returns the last stored seq. Call from a thread that may block (not an async task).
+    pub fn flush(&mut self, timeout: Duration) -> Result<u64, HubError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let events: Vec<Event> = self.pending.drain(..).collect();
+        let (ack, done) = oneshot::channel();
+        let mut request = WriteRequest { run_id: self.run_id.clone(), events, ack: Some(ack) };
+        loop {
+            match self.hub.inner.writes.try_send(request) {
+                Ok(()) => break,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(HubError::WriterGone),
+                Err(mpsc::error::TrySendError::Full(back)) => {
+                    if std::time::Instant::now() > deadline {
+                        self.pending.extend(back.events);
+                        return Err(HubError::WriterGone);
+                    }
+                    request = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        let mut done = done;
+        loop {
+            match done.try_recv() {
+                Ok(result) => return result.map_err(|message| HubError::Store(StoreError::RunsDir { path: self.hub.inner.runs_dir.clone(), source: std::io::Error::other(message) })),
+                Err(oneshot::error::TryRecvError::Closed) => return Err(HubError::WriterGone),
+                Err(oneshot::error::TryRecvError::Empty) if std::time::Instant::now() > deadline => return Err(HubError::WriterGone),
+                Err(oneshot::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+}
+
+/// The writer thread: numbers, stores, folds and broadcasts, one batch at a time.
+fn writer_loop(hub: Hub, mut store: Store, mut rx: mpsc::Receiver<WriteRequest>) {
+    while let Some(first) = rx.blocking_recv() {
+        // Gather what is already queued, so one transaction stores many events.
+        let mut requests = vec![first];
+        let mut count = requests[0].events.len();
+        while count < MAX_WRITE_BATCH_EVENTS {
+            match rx.try_recv() {
+                Ok(request) => {
+                    count += request.events.len();
+                    requests.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        // Group by run, keeping order within each run.
+        let mut by_run: Vec<(String, Vec<WriteRequest>)> = Vec::new();
+        for request in requests {
+            match by_run.iter_mut().find(|(id, _)| *id == request.run_id) {
+                Some((_, list)) => list.push(request),
+                None => by_run.push((request.run_id.clone(), vec![request])),
+            }
+        }
+        for (run_id, requests) in by_run {
+            write_run_batch(&hub, &mut store, &run_id, requests);
+        }
+    }
+}
+
+fn write_run_batch(hub: &Hub, store: &mut Store, run_id: &str, requests: Vec<WriteRequest>) {
+    let entry = match hub.run(run_id) {
+        Ok(entry) => entry,
+        Err(err) => {
+            for request in requests {
+                if let Some(ack) = request.ack {
+                    let _ = ack.send(Err(err.to_string()));
+                }
+            }
+            return;
+        }
+    };
+    let mut summary = lock(&entry.summary);
+    let mut seq = summary.last_seq;
+    let mut acks = Vec::new();
+    let mut stored = Vec::new();
+    for request in requests {
+        for event in request.events {
+            seq += 1;
+            stored.push(StoredEvent { seq, event });
+        }
+        acks.extend(request.ack.map(|ack| (ack, seq)));
+    }
+    match store.append(run_id, &stored) {
+        Ok(()) => {
+            for event in &stored {
+                summary.apply(event);
+            }
+            if stored.iter().any(|e| matches!(e.event.body, EventBody::State(_))) && summary.state.is_finished() {
+                // An ended run cannot be aborted any more.
+                *lock(&entry.abort) = None;
+            }
+            drop(summary);
+            if !stored.is_empty() {
+                // No receiver is fine: nobody is watching.
+                let _ = entry.live.send(stored.into());
+            }
+            for (ack, seq) in acks {
+                let _ = ack.send(Ok(seq));
+            }
+        }
+        Err(err) => {
+            tracing::error!("storing {} events of run {run_id} failed: {err}", stored.len());
+            for (ack, _) in acks {
+                let _ = ack.send(Err(err.to_string()));
+            }
+        }
+    }
+}
+
+/// Fold every stored event of `id` into a summary.
+fn fold_stored(store: &Store, id: &str) -> Result<RunSummary, StoreError> {
+    let mut summary = RunSummary::new(id);
+    let mut after = 0;
+    loop {
+        let events = store.events_after(id, after, 10_000)?;
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        events.iter().for_each(|e| summary.apply(e));
+    }
+    if let Some(run) = store.list_runs()?.into_iter().find(|r| r.id == id) {
+        if summary.name.is_empty() {
+            summary.name = run.name;
+        }
+    }
+    Ok(summary)
+}
+
+/// A run id: the UTC creation time and 4 random hex digits, e.g. `20261129-181230-3fa2`;
+/// sortable and readable.
+fn new_run_id(unix_secs: f64) -> String {
+    let secs = unix_secs.max(0.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let suffix: u16 = rand::random();
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{suffix:04x}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Lock a mutex, recovering the data if a thread panicked while holding it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_carry_the_utc_date() {
+        // 2026-11-29 18:12:30 UTC.
+        let id = new_run_id(1_795_975_950.0);
+        assert!(id.starts_with("20261129-181230-"), "{id}");
+        assert_eq!(id.len(), "20261129-181230-abcd".len());
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}
