@@ -1,1 +1,31 @@
-//! placeholder
+//! The training worker of trainconsole: a small byte-level GPT trained on the CPU with candle.
+//!
+//! * [`TrainConfig`]: model shape, budget and optimizer settings, with presets `tiny`, `small`.
+//! * [`Corpus`]: a UTF-8 text file split 90/10 into train and validation bytes;
+//!   [`tinyshakespeare_path`] fetches and caches the default corpus.
+//! * [`Gpt`]: the model (nanoGPT's architecture), its weights in a [`ParamStore`].
+//! * [`AdamW`], [`LrSchedule`], [`clip_grad_norm`]: the optimizer.
+//! * [`save_checkpoint`] / [`load_checkpoint`]: atomic checkpoint directories.
+//! * [`train`]: the loop, reporting [`trainconsole_protocol::Event`]s to an [`EventSink`] and
+//!   stopping on an [`AbortHandle`].
+//!
+//! Every error is a [`TrainError`] whose message names what was wrong and where.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+mod error;
+mod fsutil;
+pub mod model;
+pub mod optim;
+pub mod params;
+pub mod train;
+
+pub use checkpoint::{CheckpointMeta, LoadedCheckpoint, load_checkpoint, read_checkpoint_meta, save_checkpoint};
+pub use config::TrainConfig;
+pub use data::{Corpus, Split, tinyshakespeare_path};
+pub use error::TrainError;
+pub use model::Gpt;
+pub use optim::{AdamW, AdamWParams, AdamWState, LrSchedule, clip_grad_norm};
+pub use params::ParamStore;
+pub use train::{AbortHandle, EventSink, TrainOutcome, resume_config, train};

@@ -1,0 +1,372 @@
+//! The training loop, nanoGPT style: one function, top to bottom.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use candle_core::Var;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use trainconsole_protocol::{Checkpoint, Eval, Event, RunStart, RunState, Sample, StateChange, Step};
+
+use crate::checkpoint::{CHECKPOINT_FORMAT_VERSION, CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint};
+use crate::data::{Corpus, Split, decode};
+use crate::error::TensorContext;
+use crate::optim::{AdamW, AdamWParams, LrSchedule, clip_grad_norm};
+use crate::{Gpt, ParamStore, TrainConfig, TrainError};
+
+/// Sampling temperature of the text samples (1.0: the model's own distribution).
+pub const SAMPLE_TEMPERATURE: f64 = 1.0;
+/// The token samples start from: a newline.
+pub const SAMPLE_PROMPT: u8 = b'\n';
+
+/// Config fields that may differ between a checkpoint and the config used to resume it: the
+/// budget and the evaluation/checkpoint cadence. Every other field must be equal.
+pub const RESUME_MUTABLE_FIELDS: [&str; 5] = ["max_tokens", "eval_interval", "eval_iters", "sample_tokens", "checkpoint_interval"];
+
+/// Cloneable request to stop a run (an `Arc<AtomicBool>`). The loop checks it between steps,
+/// between validation batches and between sampled tokens; once requested, the run stops
+/// within one step, writes a checkpoint and ends in state `aborted`.
+#[derive(Debug, Clone, Default)]
+pub struct AbortHandle(Arc<AtomicBool>);
+
+impl AbortHandle {
+    /// A handle with no abort requested.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask the run to stop. Idempotent; safe from any thread or a signal-handling task.
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Receives the run's events in order. The implementor promises that `emit` does not block
+/// (e.g. it pushes into a bounded queue with `try_send` and counts what it drops): the loop
+/// calls it on the training thread.
+pub trait EventSink {
+    /// Take one event.
+    fn emit(&mut self, event: Event);
+}
+
+/// Collects every event, for tests and simple callers.
+impl EventSink for Vec<Event> {
+    fn emit(&mut self, event: Event) {
+        self.push(event);
+    }
+}
+
+/// Any `FnMut(Event)` closure is a sink.
+impl<F: FnMut(Event)> EventSink for F {
+    fn emit(&mut self, event: Event) {
+        self(event);
+    }
+}
+
+/// How a call to [`train`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOutcome {
+    /// [`RunState::Completed`] (budget reached) or [`RunState::Aborted`] (stopped on request).
+    pub state: RunState,
+    /// Optimizer steps completed, counting those restored on resume.
+    pub step: u64,
+    /// Tokens trained, counting those restored on resume.
+    pub tokens: u64,
+    /// Last validation loss measured by this call (nats/token); `None` if none was.
+    pub val_loss: Option<f64>,
+    /// The final checkpoint directory.
+    pub checkpoint: PathBuf,
+    /// Wall time of the call in seconds, including evaluation, samples and checkpoints.
+    pub elapsed_secs: f64,
+    /// Tokens trained by this call divided by the summed `step_time_ms` of its steps: the
+    /// training throughput without evaluation, samples and checkpoints. 0 if no step ran.
+    pub tokens_per_sec: f64,
+}
+
+/// Train a byte-level GPT on `corpus` until `cfg.max_tokens` are trained or `abort` is
+/// requested, reporting to `sink` and writing checkpoints under `run_dir/checkpoints/`.
+///
+/// Each step: learning rate from the warm-up + cosine schedule, a random train batch
+/// (drawn from an RNG seeded by `(cfg.seed, step)`), forward, loss, backward, gradient-norm
+/// clipping to `cfg.grad_clip`, AdamW update, then a `step` event. Every `cfg.eval_interval`
+/// steps and after the last one: `eval` (mean loss over `cfg.eval_iters` validation batches, the
+/// same batches every time so that evaluations compare) and `sample` (`cfg.sample_tokens` bytes
+/// generated from a newline). Every `cfg.checkpoint_interval` steps and at the end: a checkpoint,
+/// then a `checkpoint` event.
+///
+/// Events, in order: `run_start`, `state: running`, then `step`, `eval`, `sample`, `checkpoint`
+/// as above, and last `state: completed` or `state: aborted` (the final checkpoint is written
+/// and reported before it). `stopping` and `failed` are left to the caller.
+///
+/// A step whose loss is not finite (NaN, ±∞) is reported with that loss and no `grad_norm`, and
+/// changes no weight; a step whose gradient norm is not finite is reported with it and changes
+/// no weight either. Both still count toward the budget.
+///
+/// `resume`: a checkpoint directory to continue from: its weights, AdamW state, step and token
+/// count are restored and training continues to `cfg.max_tokens`. `cfg` must equal the
+/// checkpoint's config except for [`RESUME_MUTABLE_FIELDS`] ([`resume_config`] reads it).
+///
+/// # Errors
+/// An invalid `cfg`, an unreadable or mismatching checkpoint, a corpus too short for
+/// `cfg.block_size`, an I/O error while checkpointing, or a failed tensor operation. Events
+/// already emitted stay valid; no terminal state event is emitted on error.
+pub fn train(
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    run_dir: &Path,
+    resume: Option<&Path>,
+    name: &str,
+    abort: &AbortHandle,
+    sink: &mut dyn EventSink,
+) -> Result<TrainOutcome, TrainError> {
+    let started = Instant::now();
+    cfg.validate()?;
+
+    // ---- model and optimizer, fresh or restored ----
+    let (params, restored) = match resume {
+        None => (ParamStore::seeded(cfg.seed), None),
+        Some(dir) => {
+            let checkpoint = load_checkpoint(dir)?;
+            check_resume_config(cfg, &checkpoint.meta.config, dir)?;
+            (ParamStore::from_tensors(checkpoint.weights), Some((checkpoint.meta, checkpoint.optimizer)))
+        }
+    };
+    let model = Gpt::load(params.var_builder(), cfg).map_err(|e| match resume {
+        Some(dir) => TrainError::checkpoint(dir, format!("weights do not fit the model: {e}")),
+        None => TrainError::Tensor { context: "building the model".to_string(), source: e },
+    })?;
+    let vars = params.vars();
+    let mut optimizer = AdamW::new(vars.clone(), AdamWParams::from_config(cfg)).context("creating the optimizer")?;
+    let (start_step, start_tokens) = match (resume, restored) {
+        (Some(dir), Some((meta, optimizer_state))) => {
+            if let Some(unused) = params.unused_names().first() {
+                return Err(TrainError::checkpoint(dir, format!("weight {unused} is not a parameter of the model")));
+            }
+            optimizer.load_state(optimizer_state).map_err(|e| TrainError::checkpoint(dir, e.to_string()))?;
+            (meta.step, meta.tokens)
+        }
+        _ => (0, 0),
+    };
+    let schedule = LrSchedule::from_config(cfg);
+    let total_steps = cfg.total_steps();
+    let tokens_per_step = cfg.tokens_per_step();
+    tracing::info!(params = model.num_params(), tokens_per_step, total_steps, start_step, "training starts");
+
+    let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(format!("cannot serialize: {e}")))?;
+    sink.emit(Event::now(RunStart {
+        name: name.to_string(),
+        config: config_json,
+        total_tokens: Some(cfg.max_tokens),
+        total_steps: Some(total_steps),
+        tokens_per_step: Some(tokens_per_step),
+        start_step,
+        start_tokens,
+        resumed_from: resume.map(|dir| dir.display().to_string()),
+    }));
+    sink.emit(Event::now(StateChange { state: RunState::Running, message: String::new() }));
+
+    let mut step = start_step;
+    let mut tokens = start_tokens;
+    let mut val_loss = None;
+    let mut last_checkpoint: Option<(u64, PathBuf)> = None;
+    let mut train_time = Duration::ZERO;
+    let saver = Saver { run_dir, cfg, name, params: &vars };
+
+    while step < total_steps && !abort.is_requested() {
+        // ---- one optimizer step ----
+        let step_start = Instant::now();
+        let lr = schedule.lr_at(step);
+        let (x, y) = corpus.batch(Split::Train, cfg.batch_size, cfg.block_size, &mut batch_rng(cfg.seed, step))?;
+        let loss = model.loss(&x, &y).context("forward pass")?;
+        let loss_value = f64::from(loss.to_scalar::<f32>().context("reading the loss")?);
+        let grad_norm = if loss_value.is_finite() {
+            let mut grads = loss.backward().context("backward pass")?;
+            let grad_norm = clip_grad_norm(&mut grads, &vars, cfg.grad_clip).context("clipping gradients")?;
+            if grad_norm.is_finite() {
+                optimizer.step(&grads, lr).context("AdamW update")?;
+            }
+            Some(grad_norm)
+        } else {
+            None
+        };
+        step += 1;
+        tokens += tokens_per_step;
+        let step_time = step_start.elapsed();
+        train_time += step_time;
+        let step_time_ms = step_time.as_secs_f64() * 1e3;
+        tracing::debug!(step, loss = loss_value, lr, ?grad_norm, step_time_ms, "step");
+        sink.emit(Event::now(Step { step, tokens, loss: loss_value, lr: Some(lr), grad_norm, step_time_ms: Some(step_time_ms) }));
+
+        // ---- evaluation and sample ----
+        if step % cfg.eval_interval == 0 || step == total_steps {
+            if let Some(loss) = evaluate(&model, corpus, cfg, abort)? {
+                val_loss = Some(loss);
+                sink.emit(Event::now(Eval { step, val_loss: loss }));
+            }
+            if let Some(text) = sample(&model, cfg, step, abort)? {
+                sink.emit(Event::now(Sample { step, text }));
+            }
+        }
+
+        // ---- periodic checkpoint (the final one is written after the loop) ----
+        if cfg.checkpoint_interval > 0 && step % cfg.checkpoint_interval == 0 && step < total_steps {
+            let dir = saver.save(step, tokens, val_loss, &optimizer, sink)?;
+            last_checkpoint = Some((step, dir));
+        }
+    }
+
+    // ---- final checkpoint and state ----
+    let checkpoint = match last_checkpoint {
+        Some((saved_step, dir)) if saved_step == step => dir,
+        _ => saver.save(step, tokens, val_loss, &optimizer, sink)?,
+    };
+    let state = if step >= total_steps { RunState::Completed } else { RunState::Aborted };
+    sink.emit(Event::now(StateChange { state, message: String::new() }));
+
+    let trained_tokens = tokens - start_tokens;
+    let train_secs = train_time.as_secs_f64();
+    let outcome = TrainOutcome {
+        state,
+        step,
+        tokens,
+        val_loss,
+        checkpoint,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        tokens_per_sec: if train_secs > 0.0 { trained_tokens as f64 / train_secs } else { 0.0 },
+    };
+    tracing::info!(%state, step, tokens, ?val_loss, elapsed_secs = outcome.elapsed_secs, tokens_per_sec = outcome.tokens_per_sec, "training ends");
+    Ok(outcome)
+}
+
+/// The config stored in the checkpoint directory `dir`, with `max_tokens` replaced when given:
+/// the config to pass to [`train`] when resuming.
+///
+/// # Errors
+/// As [`read_checkpoint_meta`](crate::read_checkpoint_meta).
+pub fn resume_config(dir: &Path, max_tokens: Option<u64>) -> Result<TrainConfig, TrainError> {
+    let mut cfg = read_checkpoint_meta(dir)?.config;
+    if let Some(max_tokens) = max_tokens {
+        cfg.max_tokens = max_tokens;
+    }
+    Ok(cfg)
+}
+
+/// Error unless `cfg` equals `saved` outside [`RESUME_MUTABLE_FIELDS`]; names the fields.
+fn check_resume_config(cfg: &TrainConfig, saved: &TrainConfig, dir: &Path) -> Result<(), TrainError> {
+    let to_map = |cfg: &TrainConfig| match serde_json::to_value(cfg) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (ours, theirs) = (to_map(cfg), to_map(saved));
+    let differing: Vec<String> = ours
+        .iter()
+        .filter(|(field, value)| !RESUME_MUTABLE_FIELDS.contains(&field.as_str()) && theirs.get(*field) != Some(*value))
+        .map(|(field, value)| format!("{field} ({value}, checkpoint has {})", theirs.get(field).unwrap_or(&serde_json::Value::Null)))
+        .collect();
+    if differing.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::checkpoint(dir, format!("the config to resume with differs from the checkpoint's in {}", differing.join(", "))))
+}
+
+/// Mean loss over `cfg.eval_iters` validation batches, in nats/token; `None` if `abort` was
+/// requested before the last batch. The batches come from a fixed seed, so every evaluation of
+/// a run scores the same tokens.
+fn evaluate(model: &Gpt, corpus: &Corpus, cfg: &TrainConfig, abort: &AbortHandle) -> Result<Option<f64>, TrainError> {
+    let mut rng = derived_rng(cfg.seed, RngStream::Eval, 0);
+    let mut sum = 0.0;
+    for _ in 0..cfg.eval_iters {
+        if abort.is_requested() {
+            return Ok(None);
+        }
+        let (x, y) = corpus.batch(Split::Val, cfg.batch_size, cfg.block_size, &mut rng)?;
+        let loss = model.loss(&x, &y).and_then(|loss| loss.to_scalar::<f32>()).context("validation forward pass")?;
+        sum += f64::from(loss);
+    }
+    Ok(Some(sum / cfg.eval_iters as f64))
+}
+
+/// `cfg.sample_tokens` bytes generated after a newline, as text (invalid UTF-8 becomes U+FFFD);
+/// `None` if samples are disabled or `abort` was requested before the last token.
+fn sample(model: &Gpt, cfg: &TrainConfig, step: u64, abort: &AbortHandle) -> Result<Option<String>, TrainError> {
+    if cfg.sample_tokens == 0 {
+        return Ok(None);
+    }
+    let mut rng = derived_rng(cfg.seed, RngStream::Sample, step);
+    let should_stop = || abort.is_requested();
+    let tokens = model
+        .generate(&[u32::from(SAMPLE_PROMPT)], cfg.sample_tokens, SAMPLE_TEMPERATURE, &mut rng, &should_stop)
+        .context("generating a sample")?;
+    if tokens.len() < cfg.sample_tokens {
+        return Ok(None);
+    }
+    Ok(Some(decode(&tokens)))
+}
+
+/// Writes checkpoints of one run and reports them.
+struct Saver<'a> {
+    run_dir: &'a Path,
+    cfg: &'a TrainConfig,
+    name: &'a str,
+    params: &'a [(String, Var)],
+}
+
+impl Saver<'_> {
+    /// Write the checkpoint of `step`, then emit its `checkpoint` event.
+    fn save(
+        &self,
+        step: u64,
+        tokens: u64,
+        val_loss: Option<f64>,
+        optimizer: &AdamW,
+        sink: &mut dyn EventSink,
+    ) -> Result<PathBuf, TrainError> {
+        let meta = CheckpointMeta {
+            format_version: CHECKPOINT_FORMAT_VERSION,
+            step,
+            tokens,
+            config: self.cfg.clone(),
+            run_name: self.name.to_string(),
+            saved_at_unix_secs: trainconsole_protocol::event::unix_time_secs(),
+            val_loss: val_loss.filter(|loss| loss.is_finite()),
+        };
+        let dir = save_checkpoint(self.run_dir, &meta, self.params, &optimizer.state())?;
+        tracing::debug!(step, path = %dir.display(), "checkpoint written");
+        sink.emit(Event::now(Checkpoint { step, tokens, path: dir.display().to_string() }));
+        Ok(dir)
+    }
+}
+
+/// Independent random streams of a run.
+#[derive(Clone, Copy)]
+enum RngStream {
+    /// Training batches, one RNG per step.
+    Batch = 1,
+    /// Validation batches, the same RNG for every evaluation.
+    Eval = 2,
+    /// Text samples, one RNG per evaluated step.
+    Sample = 3,
+}
+
+/// An RNG keyed by `(seed, stream, index)`: ChaCha12 with those three numbers as its 256-bit
+/// key, so distinct triples give independent streams and any step can be reproduced without
+/// saved RNG state.
+fn derived_rng(seed: u64, stream: RngStream, index: u64) -> StdRng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&(stream as u64).to_le_bytes());
+    key[16..24].copy_from_slice(&index.to_le_bytes());
+    StdRng::from_seed(key)
+}
+
+/// The RNG of the training batch of the step that runs after `step` steps.
+fn batch_rng(seed: u64, step: u64) -> StdRng {
+    derived_rng(seed, RngStream::Batch, step)
+}
