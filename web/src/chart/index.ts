@@ -1,0 +1,7 @@
+export { LossChart, readTheme } from './LossChart'
+export type { ChartSeries, ChartTheme, LossChartOptions, SeriesStyle } from './LossChart'
+export { XYSeries, finiteExtent, lowerBound, upperBound } from './series'
+export type { Extent } from './series'
+export { linearScale, niceStep, niceTicks, paddedDomain, formatTick, stepDecimals } from './scale'
+export type { LinearScale, Ticks } from './scale'
+export { reduceMinMax, tracePath, vertexCount } from './path'

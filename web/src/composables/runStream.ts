@@ -1,0 +1,150 @@
+// Pure logic of the run stream: folding batches of stored events into a client-side run
+// state (with dedupe and gap detection), reconnect back-off, and stream URLs.
+// useRunStream.ts wires these to a WebSocket and Vue; the unit tests target this file.
+
+import type { RunSummary, StoredEvent } from '../api/types'
+import { XYSeries } from '../chart/series'
+
+/** What the page keeps of a run: its latest summary and the chart series. */
+export interface RunData {
+  /** `seq` of the latest event applied; 0 before any. Resume with `after=lastSeq`. */
+  lastSeq: number
+  /** Number of distinct events applied. */
+  eventCount: number
+  /** Latest summary from the server (it computes every figure). */
+  summary: RunSummary | null
+  /** Training loss per step: x = step, y = loss. */
+  train: XYSeries
+  /** Validation loss per eval: x = step, y = val_loss. */
+  val: XYSeries
+}
+
+export function createRunData(): RunData {
+  return { lastSeq: 0, eventCount: 0, summary: null, train: new XYSeries(4096), val: new XYSeries(256) }
+}
+
+/** A jump in `seq`: events `expected` … `got − 1` are missing. */
+export interface Gap {
+  expected: number
+  got: number
+}
+
+/** What applying one batch did. */
+export interface BatchResult {
+  /** Events applied (new and in order). */
+  applied: number
+  /** Events skipped because their seq was not above the last one applied. */
+  duplicates: number
+  /** The first seq jump seen; events from it on were not applied. */
+  gap: Gap | null
+  /** Whether the summary was replaced. */
+  summaryChanged: boolean
+}
+
+/**
+ * Fold a batch of stored events (and the summary that came with it) into `data`.
+ *
+ * * An event whose seq is not above `data.lastSeq` is a duplicate and is skipped.
+ * * An event whose seq is above `lastSeq + 1` reveals a gap: it and the rest of the batch
+ *   are dropped, so the series never have holes; the caller resumes from `lastSeq`.
+ * * The summary replaces the current one unless it is older (lower `last_seq`).
+ */
+export function applyBatch(data: RunData, events: readonly StoredEvent[], summary: RunSummary | null): BatchResult {
+  let applied = 0
+  let duplicates = 0
+  let gap: Gap | null = null
+  for (const event of events) {
+    if (event.seq <= data.lastSeq) {
+      duplicates++
+      continue
+    }
+    if (event.seq !== data.lastSeq + 1) {
+      gap = { expected: data.lastSeq + 1, got: event.seq }
+      break
+    }
+    applyEvent(data, event)
+    data.lastSeq = event.seq
+    data.eventCount++
+    applied++
+  }
+  let summaryChanged = false
+  if (summary && (data.summary === null || summary.last_seq >= data.summary.last_seq)) {
+    data.summary = summary
+    summaryChanged = true
+  }
+  return { applied, duplicates, gap, summaryChanged }
+}
+
+/** Add one (new, in-order) event to the series. Other kinds only move the summary. */
+function applyEvent(data: RunData, event: StoredEvent): void {
+  switch (event.kind) {
+    case 'step':
+      pushSorted(data.train, event.step, event.loss)
+      break
+    case 'eval':
+      pushSorted(data.val, event.step, event.val_loss)
+      break
+    default:
+      break
+  }
+}
+
+/** Series stay sorted by x; a point that would go back in x is left out. */
+function pushSorted(series: XYSeries, x: number, y: number): void {
+  if (!Number.isFinite(x)) return
+  if (series.length > 0 && x < series.lastX()) return
+  series.push(x, y)
+}
+
+/** Reconnect back-off: `initialMs` doubling per attempt up to `maxMs`, ± `jitter`. */
+export interface BackoffOptions {
+  initialMs: number
+  maxMs: number
+  /** Fraction of the delay drawn at random on either side: 0.5 → ×[0.5, 1.5). */
+  jitter: number
+}
+
+export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 250, maxMs: 10_000, jitter: 0.5 }
+
+/**
+ * Delay before reconnect attempt `attempt` (0 for the first retry):
+ * `min(maxMs, initialMs × 2^attempt)` times a random factor in [1 − jitter, 1 + jitter),
+ * never above `maxMs`. `random` is a number in [0, 1) (Math.random()).
+ * With the defaults: attempt 0 → 125…375 ms, attempt 5 → 4…10 s, attempt ≥ 6 → 5…10 s.
+ */
+export function backoffDelay(attempt: number, random: number, options: BackoffOptions = DEFAULT_BACKOFF): number {
+  const exponent = Math.min(Math.max(0, Math.floor(attempt)), 60)
+  const base = Math.min(options.maxMs, options.initialMs * Math.pow(2, exponent))
+  const r = Math.min(Math.max(random, 0), 1)
+  const factor = 1 - options.jitter + 2 * options.jitter * r
+  return Math.round(Math.min(options.maxMs, base * factor))
+}
+
+/** The parts of `window.location` a URL is built from. */
+export interface LocationLike {
+  protocol: string
+  host: string
+}
+
+/** `ws://host/api/runs/{id}/stream?after=SEQ` (`wss:` when the page is served over https). */
+export function streamUrl(location: LocationLike, runId: string, after: number): string {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:'
+  const seq = Number.isFinite(after) && after > 0 ? Math.floor(after) : 0
+  return `${scheme}//${location.host}/api/runs/${encodeURIComponent(runId)}/stream?after=${seq}`
+}
+
+/** `/api/runs/{id}` and below, with the id escaped. */
+export function runApiPath(runId: string, suffix = ''): string {
+  return `/api/runs/${encodeURIComponent(runId)}${suffix}`
+}
+
+/** The run id of a console page path (`/runs/{id}`), or `null` for any other path. */
+export function runIdFromPath(pathname: string): string | null {
+  const match = /^\/runs\/([^/]+)\/?$/.exec(pathname)
+  if (!match) return null
+  try {
+    return decodeURIComponent(match[1])
+  } catch {
+    return null
+  }
+}

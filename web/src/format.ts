@@ -1,0 +1,198 @@
+// Pure formatters for the figures of a run. They never return "NaN" or "Infinity": a
+// missing or non-finite value is shown as DASH.
+
+/** What is shown for a missing or non-finite figure. */
+export const DASH = '—'
+
+function finite(value: number | null | undefined): value is number {
+  return typeof value === 'number' && Number.isFinite(value)
+}
+
+/** Group the digits of an integer string by thousands: "1234567" → "1,234,567". */
+function groupThousands(digits: string): string {
+  return digits.replace(/\B(?=(\d{3})+(?!\d))/g, ',')
+}
+
+/** An integer with thousands separators: 1234567 → "1,234,567" (rounded to an integer). */
+export function formatInt(value: number | null | undefined): string {
+  if (!finite(value)) return DASH
+  const rounded = Math.round(value)
+  const sign = rounded < 0 ? '-' : ''
+  return sign + groupThousands(String(Math.abs(rounded)))
+}
+
+const COMPACT_UNITS: ReadonlyArray<[number, string]> = [
+  [1e12, 'T'],
+  [1e9, 'B'],
+  [1e6, 'M'],
+  [1e3, 'k'],
+]
+
+/**
+ * A count in three significant digits with a unit: 1234567 → "1.23M", 12345 → "12.3k",
+ * 100000000 → "100M", 999 → "999". Trailing zeros are dropped ("1.5M", "2M").
+ */
+export function formatCompact(value: number | null | undefined): string {
+  if (!finite(value)) return DASH
+  const abs = Math.abs(value)
+  const sign = value < 0 ? '-' : ''
+  if (abs < 1000) return sign + trimZeros(abs < 10 && !Number.isInteger(abs) ? abs.toFixed(2) : String(Math.round(abs)))
+  for (let i = 0; i < COMPACT_UNITS.length; i++) {
+    const [size, unit] = COMPACT_UNITS[i]
+    if (abs >= size) {
+      const scaled = abs / size
+      const text = threeDigits(scaled)
+      // 999,999 rounds to "1000k": move up to the next unit instead.
+      if (Number(text) >= 1000 && i > 0) return sign + threeDigits(scaled / 1000) + COMPACT_UNITS[i - 1][1]
+      return sign + text + unit
+    }
+  }
+  return sign + String(abs)
+}
+
+/** `x` in [1, 1000) with three significant digits, trailing zeros dropped. */
+function threeDigits(x: number): string {
+  const decimals = x >= 100 ? 0 : x >= 10 ? 1 : 2
+  return trimZeros(x.toFixed(decimals))
+}
+
+function trimZeros(text: string): string {
+  return text.includes('.') ? text.replace(/\.?0+$/, '') : text
+}
+
+/** Tokens with separators: "1,234,567". */
+export function formatTokens(value: number | null | undefined): string {
+  return formatInt(value)
+}
+
+/**
+ * A fraction in [0, 1] as a percent with one decimal, rounded down so that 100.0% means
+ * done: 0.1234 → "12.3%", 0.99999 → "99.9%", 1 → "100.0%".
+ */
+export function formatPercent(fraction: number | null | undefined): string {
+  if (!finite(fraction)) return DASH
+  const tenths = Math.floor(Math.min(Math.max(fraction, 0), 1) * 1000 + 1e-9)
+  return `${(tenths / 10).toFixed(1)}%`
+}
+
+/** The token counter: "1,234,567 / 100,000,000 tokens" (or "1,234,567 tokens" without budget). */
+export function formatTokenCounter(tokens: number | null | undefined, total: number | null | undefined): string {
+  if (!finite(total)) return `${formatInt(tokens)} tokens`
+  return `${formatInt(tokens)} / ${formatInt(total)} tokens`
+}
+
+/** The step counter: "step 120 / 4,882" (or "step 120" without a total). */
+export function formatStepCounter(step: number | null | undefined, total: number | null | undefined): string {
+  if (!finite(total)) return `step ${formatInt(step)}`
+  return `step ${formatInt(step)} / ${formatInt(total)}`
+}
+
+/**
+ * Throughput: "12,345 tok/s" from 100 up to a million, "1.23M tok/s" above, "45.6 tok/s"
+ * below 100.
+ */
+export function formatTokensPerSec(value: number | null | undefined): string {
+  if (!finite(value) || value < 0) return DASH
+  if (value >= 1e6) return `${formatCompact(value)} tok/s`
+  if (value >= 100) return `${formatInt(value)} tok/s`
+  return `${value.toFixed(1)} tok/s`
+}
+
+/** Milliseconds: "880 ms", "1,234 ms", "12.3 ms", "1.23 ms". */
+export function formatMs(value: number | null | undefined): string {
+  if (!finite(value) || value < 0) return DASH
+  if (value >= 100) return `${formatInt(value)} ms`
+  if (value >= 10) return `${value.toFixed(1)} ms`
+  return `${value.toFixed(2)} ms`
+}
+
+function pad2(n: number): string {
+  return n < 10 ? `0${n}` : String(n)
+}
+
+/**
+ * A duration in whole seconds (rounded down): "45s", "3m 20s", "3m 05s", "1h 02m 03s",
+ * "2d 03h 04m". Negative durations count as 0.
+ */
+export function formatDuration(secs: number | null | undefined): string {
+  if (!finite(secs)) return DASH
+  const total = Math.floor(Math.max(secs, 0))
+  const days = Math.floor(total / 86400)
+  const hours = Math.floor((total % 86400) / 3600)
+  const minutes = Math.floor((total % 3600) / 60)
+  const seconds = total % 60
+  if (days > 0) return `${days}d ${pad2(hours)}h ${pad2(minutes)}m`
+  if (hours > 0) return `${hours}h ${pad2(minutes)}m ${pad2(seconds)}s`
+  if (minutes > 0) return `${minutes}m ${pad2(seconds)}s`
+  return `${seconds}s`
+}
+
+/** Whether a run in this state can still make progress (an ETA makes sense). */
+function isLive(state: string | null | undefined): boolean {
+  return state === 'running' || state === 'stopping'
+}
+
+/**
+ * The ETA text: "estimating…" while the server has no estimate for a live run,
+ * "finishing" at 0, the remaining time rounded up otherwise ("3m 20s"), and DASH once the
+ * run has ended.
+ */
+export function formatEta(etaSecs: number | null | undefined, state: string | null | undefined): string {
+  if (!isLive(state)) return DASH
+  if (etaSecs === null || etaSecs === undefined) return 'estimating…'
+  if (!Number.isFinite(etaSecs)) return DASH
+  if (etaSecs <= 0) return 'finishing'
+  return formatDuration(Math.ceil(etaSecs))
+}
+
+const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat']
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+
+/**
+ * A moment (seconds since the Unix epoch) as local clock time, 24-hour: "14:05:09" when it
+ * falls on the same local day as `nowMs`, "Tue 14:05" within the next six days, and
+ * "Dec 24 14:05" further away.
+ */
+export function formatClock(epochSecs: number | null | undefined, nowMs: number = Date.now()): string {
+  if (!finite(epochSecs)) return DASH
+  const at = new Date(epochSecs * 1000)
+  if (Number.isNaN(at.getTime())) return DASH
+  const now = new Date(nowMs)
+  const hm = `${pad2(at.getHours())}:${pad2(at.getMinutes())}`
+  const startOfDay = (d: Date) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime()
+  const dayDiff = Math.round((startOfDay(at) - startOfDay(now)) / 86_400_000)
+  if (dayDiff === 0) return `${hm}:${pad2(at.getSeconds())}`
+  if (dayDiff > 0 && dayDiff < 7) return `${WEEKDAYS[at.getDay()]} ${hm}`
+  return `${MONTHS[at.getMonth()]} ${at.getDate()} ${hm}`
+}
+
+/** A loss in nats per token: "2.3104" (four decimals). */
+export function formatLoss(value: number | null | undefined): string {
+  if (!finite(value)) return DASH
+  return value.toFixed(4)
+}
+
+/**
+ * A small or large float in four significant digits, in scientific notation outside
+ * [0.01, 10000): 0.0029 → "2.900e-3", 0.61 → "0.6100", 12.5 → "12.50".
+ */
+export function formatFloat(value: number | null | undefined): string {
+  if (!finite(value)) return DASH
+  if (value === 0) return '0'
+  const abs = Math.abs(value)
+  if (abs < 1e-2 || abs >= 1e4) return value.toExponential(3).replace('e+', 'e')
+  return value.toPrecision(4)
+}
+
+/** A learning rate: "2.90e-3" below 0.01, "0.0300" above. */
+export function formatLr(value: number | null | undefined): string {
+  if (!finite(value)) return DASH
+  if (value === 0) return '0'
+  if (Math.abs(value) < 0.01) return value.toExponential(2).replace('e+', 'e')
+  return value.toPrecision(3)
+}
+
+/** Whether a float figure is present but not finite (NaN or ±Infinity). */
+export function isNonFinite(value: number | null | undefined): boolean {
+  return typeof value === 'number' && !Number.isFinite(value)
+}
