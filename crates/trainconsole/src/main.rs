@@ -1,1 +1,268 @@
-fn main(){}
+//! `trainconsole`: train a small GPT and watch it live in the browser; serve past runs.
+//!
+//! * `trainconsole train` trains (default preset `small` on Tiny Shakespeare), serves the
+//!   console while it runs, and exits after writing the final checkpoint.
+//! * `trainconsole serve` serves the runs stored in the runs directory.
+
+mod progress;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use trainconsole_protocol::{Event, RunState, StateChange};
+use trainconsole_server::{Hub, Publisher};
+use trainconsole_trainer::{AbortHandle, Corpus, EventSink, TrainConfig, TrainOutcome};
+
+mod assets {
+    include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
+
+/// Port tried when `--port` is not given; if it is taken, a free one is used instead.
+const DEFAULT_PORT: u16 = 7437;
+/// How long viewers get to receive the last events before the process exits.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Parser)]
+#[command(name = "trainconsole", version, about = "Train a small GPT and watch it live; serve past runs.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a GPT on a text file and serve its console while it runs.
+    Train(TrainArgs),
+    /// Serve the console for the runs stored in the runs directory.
+    Serve(ServerArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServerArgs {
+    /// Address to listen on. Only loopback is safe: the console can abort runs.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on; 0 takes any free port. Default: 7437, or a free port if it is taken.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Directory of the event store and the runs' checkpoints.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Model and optimizer preset: `small` (about 0.8M parameters) or `tiny` (for tests).
+    #[arg(long, default_value = "small")]
+    preset: String,
+    /// UTF-8 text file to train on. Default: Tiny Shakespeare, downloaded once, checked
+    /// against its SHA-256 and cached.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Token budget of the run (default 2,000,000).
+    #[arg(long)]
+    max_tokens: Option<u64>,
+    /// Name shown in the console.
+    #[arg(long)]
+    name: Option<String>,
+    /// Continue from a checkpoint directory (its step, token count, weights and optimizer state).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Do not draw the terminal progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TRAINCONSOLE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Train(args) => train(args).await,
+            Command::Serve(args) => serve(args).await,
+        }
+    });
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `trainconsole train`: returns the process exit code (0 completed or aborted, 1 failed).
+async fn train(args: TrainArgs) -> Result<i32> {
+    let config = match &args.resume {
+        // A resumed run keeps the checkpoint's model and optimizer settings.
+        Some(checkpoint) => trainconsole_trainer::resume_config(checkpoint, args.max_tokens)?,
+        None => {
+            let mut config = TrainConfig::preset(&args.preset)?;
+            if let Some(max_tokens) = args.max_tokens {
+                config.max_tokens = max_tokens;
+            }
+            config
+        }
+    };
+    config.validate()?;
+    let data_path = match &args.data {
+        Some(path) => path.clone(),
+        None => tokio::task::spawn_blocking(|| trainconsole_trainer::tinyshakespeare_path(None)).await??,
+    };
+    let corpus = Corpus::from_file(&data_path, config.block_size)?;
+
+    let hub = Hub::open(&args.server.runs_dir)?;
+    let listener = bind(&args.server).await?;
+    let base_url = trainconsole_server::console_url(listener.local_addr()?);
+
+    let abort = AbortHandle::new();
+    let abort_for_console = abort.clone();
+    let name = args.name.clone().unwrap_or_else(|| format!("{} on {}", args.preset, file_label(&data_path)));
+    let run = hub.create_run(&name, Box::new(move || abort_for_console.request()))?;
+    let run_id = run.id().to_string();
+    let run_dir = args.server.runs_dir.join(&run_id);
+
+    let server = tokio::spawn(trainconsole_server::serve(
+        listener,
+        trainconsole_server::router(hub.clone(), assets::ASSETS),
+        shutdown_signal(hub.clone()),
+    ));
+    println!("trainconsole: training run {run_id} ({name}); console at {base_url}/runs/{run_id}");
+
+    let progress = (!args.no_progress).then(|| progress::spawn(run.clone()));
+    spawn_ctrl_c_handler(hub.clone(), run_id.clone());
+
+    let publisher = hub.publisher(&run_id);
+    let resume = args.resume.clone();
+    let trainer = tokio::task::spawn_blocking(move || {
+        let mut sink = HubSink(publisher);
+        let outcome = trainconsole_trainer::train(&config, &corpus, &run_dir, resume.as_deref(), &name, &abort, &mut sink);
+        if let Err(err) = &outcome {
+            sink.0.publish(Event::now(StateChange { state: RunState::Failed, message: err.to_string() }));
+        }
+        let flushed = sink.0.flush(Duration::from_secs(30));
+        (outcome, flushed)
+    });
+    let (outcome, flushed) = trainer.await.context("the training thread panicked")?;
+    hub.detach_producer(&run_id);
+    if let Some(progress) = progress {
+        progress.finish().await;
+    }
+    if let Err(err) = flushed {
+        eprintln!("warning: not every event of run {run_id} could be stored: {err}");
+    }
+
+    let code = match outcome {
+        Ok(outcome) => {
+            println!("{}", summary_line(&run_id, &outcome, &run.summary()));
+            0
+        }
+        Err(err) => {
+            eprintln!("trainconsole: run {run_id} failed: {err}");
+            1
+        }
+    };
+    hub.shut_down();
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::debug!("viewers did not close within {SHUTDOWN_GRACE:?}");
+    }
+    Ok(code)
+}
+
+/// `trainconsole serve`: serves until Ctrl-C.
+async fn serve(args: ServerArgs) -> Result<i32> {
+    let hub = Hub::open(&args.runs_dir)?;
+    let runs = hub.list()?.len();
+    let listener = bind(&args).await?;
+    let base_url = trainconsole_server::console_url(listener.local_addr()?);
+    println!("trainconsole: serving {runs} run(s) from {} at {base_url}/ (Ctrl-C to stop)", args.runs_dir.display());
+    let hub_for_signal = hub.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            hub_for_signal.shut_down();
+        }
+    });
+    trainconsole_server::serve(listener, trainconsole_server::router(hub.clone(), assets::ASSETS), shutdown_signal(hub)).await?;
+    Ok(0)
+}
+
+/// Bind the requested port, or the default one (falling back to a free port when taken).
+async fn bind(args: &ServerArgs) -> Result<TcpListener> {
+    match args.port {
+        Some(port) => Ok(trainconsole_server::bind(&args.host, port).await?),
+        None => match trainconsole_server::bind(&args.host, DEFAULT_PORT).await {
+            Ok(listener) => Ok(listener),
+            Err(_) => Ok(trainconsole_server::bind(&args.host, 0).await?),
+        },
+    }
+}
+
+async fn shutdown_signal(hub: Hub) {
+    let mut signal = hub.shutdown_signal();
+    while !*signal.borrow() {
+        if signal.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// First Ctrl-C: abort cleanly (checkpoint kept), as the page's Abort does. Second: exit now.
+fn spawn_ctrl_c_handler(hub: Hub, run_id: String) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!("\ntrainconsole: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
+        if let Err(err) = hub.abort(&run_id).await {
+            eprintln!("trainconsole: {err}");
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("trainconsole: quitting without a final checkpoint");
+            std::process::exit(130);
+        }
+    });
+}
+
+/// Hands the trainer's events to the hub without blocking.
+struct HubSink(Publisher);
+
+impl EventSink for HubSink {
+    fn emit(&mut self, event: Event) {
+        self.0.publish(event);
+    }
+}
+
+fn file_label(path: &std::path::Path) -> String {
+    path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+}
+
+/// The one-line summary printed when a run ends.
+fn summary_line(run_id: &str, outcome: &TrainOutcome, summary: &trainconsole_protocol::RunSummary) -> String {
+    let mut line = format!(
+        "trainconsole: run {run_id} {} at step {}: {} tokens in {} ({} tokens/s)",
+        outcome.state,
+        outcome.step,
+        progress::group_thousands(outcome.tokens),
+        progress::format_duration(outcome.elapsed_secs),
+        progress::group_thousands(outcome.tokens_per_sec.round() as u64),
+    );
+    if let Some(val_loss) = outcome.val_loss.or(summary.val_loss) {
+        line += &format!(", val loss {val_loss:.4}");
+    }
+    line += &format!("; checkpoint {}", outcome.checkpoint.display());
+    line
+}

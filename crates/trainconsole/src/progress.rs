@@ -1,0 +1,167 @@
+//! The terminal progress bar: tokens, loss, tokens/s and ETA, read from the same run
+//! summary the page shows (so both agree).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+use trainconsole_protocol::RunSummary;
+use trainconsole_server::RunEntry;
+
+/// Without a terminal, a plain progress line is printed this often.
+const PLAIN_LINE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A running progress display; [`Progress::finish`] draws the last state and stops it.
+pub struct Progress {
+    task: tokio::task::JoinHandle<()>,
+    bar: ProgressBar,
+    run: Arc<RunEntry>,
+}
+
+/// Start drawing the progress of `run` on stderr.
+pub fn spawn(run: Arc<RunEntry>) -> Progress {
+    let terminal = std::io::stderr().is_terminal();
+    let bar = ProgressBar::with_draw_target(Some(1), if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let style = ProgressStyle::with_template("{bar:28.cyan/blue} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+    let mut events = run.subscribe();
+    let (task_bar, task_run) = (bar.clone(), run.clone());
+    let task = tokio::spawn(async move {
+        let mut last_plain = Instant::now();
+        loop {
+            match events.recv().await {
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            }
+            let summary = task_run.summary();
+            draw(&task_bar, &summary);
+            if !terminal && last_plain.elapsed() >= PLAIN_LINE_INTERVAL {
+                eprintln!("{}", status_text(&summary));
+                last_plain = Instant::now();
+            }
+        }
+    });
+    Progress { task, bar, run }
+}
+
+impl Progress {
+    /// Draw the final state and stop.
+    pub async fn finish(self) {
+        // Give the writer a moment to fold the last events in.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.task.abort();
+        draw(&self.bar, &self.run.summary());
+        self.bar.abandon();
+    }
+}
+
+fn draw(bar: &ProgressBar, summary: &RunSummary) {
+    let total = summary.total_tokens.unwrap_or(summary.tokens).max(1);
+    bar.set_length(total);
+    bar.set_position(summary.tokens.min(total));
+    bar.set_message(status_text(summary));
+}
+
+/// One line of status, e.g.
+/// `204,800/2,000,000 tokens (10%) · step 100/977 · loss 2.3142 · 2,510 tok/s · ETA 11m 55s`.
+pub fn status_text(summary: &RunSummary) -> String {
+    let mut parts = Vec::new();
+    let tokens = match (summary.total_tokens, summary.progress) {
+        (Some(total), Some(progress)) => {
+            format!("{}/{} tokens ({:.0}%)", group_thousands(summary.tokens), group_thousands(total), progress * 100.0)
+        }
+        _ => format!("{} tokens", group_thousands(summary.tokens)),
+    };
+    parts.push(tokens);
+    parts.push(match summary.total_steps {
+        Some(total) => format!("step {}/{}", summary.step, total),
+        None => format!("step {}", summary.step),
+    });
+    if let Some(loss) = summary.loss {
+        parts.push(format!("loss {loss:.4}"));
+    }
+    if let Some(val_loss) = summary.val_loss {
+        parts.push(format!("val {val_loss:.4}"));
+    }
+    parts.push(match summary.tokens_per_sec {
+        Some(rate) => format!("{} tok/s", group_thousands(rate.round() as u64)),
+        None => "— tok/s".to_string(),
+    });
+    parts.push(match (summary.state.is_finished(), summary.eta_secs) {
+        (true, _) => summary.state.to_string(),
+        (false, Some(eta)) if eta <= 0.0 => "finishing".to_string(),
+        (false, Some(eta)) => format!("ETA {}", format_duration(eta)),
+        (false, None) => "ETA estimating…".to_string(),
+    });
+    if summary.state == trainconsole_protocol::RunState::Stopping {
+        parts.push("stopping…".to_string());
+    }
+    parts.join(" · ")
+}
+
+/// `1234567` → `"1,234,567"`.
+pub fn group_thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Seconds as `"45s"`, `"3m 05s"` or `"1h 02m 03s"`; `"—"` for a non-finite or negative value.
+pub fn format_duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "—".to_string();
+    }
+    let total = secs.round() as u64;
+    let (h, m, s) = (total / 3600, total % 3600 / 60, total % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else if m > 0 {
+        format!("{m}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(999), "999");
+        assert_eq!(group_thousands(1000), "1,000");
+        assert_eq!(group_thousands(2_000_000), "2,000,000");
+        assert_eq!(format_duration(45.4), "45s");
+        assert_eq!(format_duration(185.0), "3m 05s");
+        assert_eq!(format_duration(3723.0), "1h 02m 03s");
+        assert_eq!(format_duration(f64::NAN), "—");
+        assert_eq!(format_duration(-1.0), "—");
+    }
+
+    #[test]
+    fn status_line_shows_the_summary() {
+        let summary = RunSummary {
+            tokens: 204_800,
+            total_tokens: Some(2_000_000),
+            progress: Some(0.1024),
+            step: 100,
+            total_steps: Some(977),
+            loss: Some(2.31424),
+            tokens_per_sec: Some(2510.4),
+            eta_secs: Some(715.0),
+            ..RunSummary::default()
+        };
+        assert_eq!(
+            status_text(&summary),
+            "204,800/2,000,000 tokens (10%) · step 100/977 · loss 2.3142 · 2,510 tok/s · ETA 11m 55s"
+        );
+    }
+}
