@@ -1,0 +1,126 @@
+//! The binary's answers to bad input, and a short real run end to end.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn exe() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_trainconsole"))
+}
+
+fn shakespeare() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/tinyshakespeare.txt")
+}
+
+/// Run `trainconsole train --preset tiny ARGS…` expecting failure; returns stderr.
+fn train_fails(args: &[&str]) -> String {
+    let runs = tempfile::tempdir().unwrap();
+    let preset: &[&str] = if args.contains(&"--preset") { &[] } else { &["--preset", "tiny"] };
+    let output = exe()
+        .args(["train", "--port", "0", "--no-progress", "--runs-dir"])
+        .arg(runs.path())
+        .args(preset)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "expected failure for {args:?}");
+    assert_eq!(output.status.code(), Some(1));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_data_files_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.txt");
+    let err = train_fails(&["--data", missing.to_str().unwrap()]);
+    assert!(err.contains("missing.txt"), "{err}");
+
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    let err = train_fails(&["--data", empty.to_str().unwrap()]);
+    assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
+
+    let binary = dir.path().join("binary.txt");
+    std::fs::write(&binary, b"hello \xff\xfe world").unwrap();
+    let err = train_fails(&["--data", binary.to_str().unwrap()]);
+    assert!(err.contains("UTF-8") && err.contains("6"), "names the offset of the bad byte: {err}");
+
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, b"too short for one context window").unwrap();
+    let err = train_fails(&["--data", short.to_str().unwrap()]);
+    assert!(err.contains("short.txt"), "{err}");
+}
+
+#[test]
+fn unknown_preset_and_unwritable_runs_dir_and_port_in_use() {
+    let data = shakespeare();
+    let err = train_fails(&["--data", data.to_str().unwrap(), "--preset", "huge"]);
+    assert!(err.contains("huge"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let output = exe()
+        .args(["train", "--preset", "tiny", "--port", "0", "--data"])
+        .arg(&data)
+        .arg("--runs-dir")
+        .arg(file.join("runs"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(err.contains("cannot use runs directory"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let runs = tempfile::tempdir().unwrap();
+    let output = exe()
+        .args(["train", "--preset", "tiny", "--port", &port, "--data"])
+        .arg(&data)
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(err.contains(&format!("port {port} is already in use")), "{err}");
+}
+
+#[test]
+fn a_tiny_run_completes_prints_a_summary_and_keeps_its_history() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut child = exe()
+        .args(["train", "--preset", "tiny", "--port", "0", "--no-progress", "--max-tokens", "4096", "--data"])
+        .arg(shakespeare())
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("console at http://127.0.0.1:"), "{first}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the run did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    // 4096 tokens at 128 tokens a step (tiny: batch 4 × context 32) is 32 steps.
+    assert!(rest.contains("completed at step 32: 4,096 tokens"), "{rest}");
+    assert!(rest.contains("checkpoint "), "{rest}");
+    let checkpoint = rest.rsplit("checkpoint ").next().unwrap().trim();
+    assert!(Path::new(checkpoint).join("model.safetensors").is_file(), "{checkpoint}");
+
+    // `serve` on the same runs directory shows it, completed, with every event.
+    let mut serve = exe().args(["serve", "--port", "0", "--runs-dir"]).arg(runs.path()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(line.contains("serving 1 run(s)"), "{line}");
+}
