@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest'
+import { formatTick, linearScale, niceStep, niceTicks, paddedDomain, stepDecimals } from './scale'
+
+describe('linearScale', () => {
+  it('maps data to pixels and back', () => {
+    const x = linearScale([0, 100], [50, 550])
+    expect(x.map(0)).toBe(50)
+    expect(x.map(100)).toBe(550)
+    expect(x.map(25)).toBe(175)
+    expect(x.invert(175)).toBe(25)
+  })
+
+  it('flips for a y axis (pixel y grows downwards)', () => {
+    const y = linearScale([2, 4], [300, 100])
+    expect(y.map(2)).toBe(300)
+    expect(y.map(4)).toBe(100)
+    expect(y.map(3)).toBe(200)
+  })
+
+  it('maps a degenerate domain to the middle of the range', () => {
+    const y = linearScale([5, 5], [300, 100])
+    expect(y.map(5)).toBe(200)
+    expect(y.map(123)).toBe(200)
+  })
+})
+
+describe('nice ticks', () => {
+  it('picks 1, 2 or 5 times a power of ten', () => {
+    expect(niceStep(10, 5)).toBe(2)
+    expect(niceStep(100, 5)).toBe(20)
+    expect(niceStep(1, 5)).toBe(0.2)
+    expect(niceStep(7, 5)).toBe(1) // raw 1.4
+    expect(niceStep(12, 5)).toBe(2) // raw 2.4
+    expect(niceStep(25, 5)).toBe(5)
+    expect(niceStep(40, 5)).toBe(10) // raw 8
+    expect(niceStep(48_828, 10)).toBe(5000)
+    expect(niceStep(0.003, 3)).toBe(0.001)
+  })
+
+  it('lists the multiples of the step inside the interval', () => {
+    expect(niceTicks(0, 10, 5)).toEqual({ step: 2, values: [0, 2, 4, 6, 8, 10] })
+    expect(niceTicks(0.13, 0.97, 5)).toEqual({ step: 0.2, values: [0.2, 0.4, 0.6, 0.8] })
+    expect(niceTicks(1.83, 4.31, 5)).toEqual({ step: 0.5, values: [2, 2.5, 3, 3.5, 4] })
+    expect(niceTicks(0, 1200, 6)).toEqual({ step: 200, values: [0, 200, 400, 600, 800, 1000, 1200] })
+    expect(niceTicks(-1, 1, 4)).toEqual({ step: 0.5, values: [-1, -0.5, 0, 0.5, 1] })
+  })
+
+  it('has no floating-point noise in the values', () => {
+    const { values } = niceTicks(0, 0.7, 7)
+    expect(values).toEqual([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+  })
+
+  it('handles empty and flat intervals', () => {
+    expect(niceTicks(3, 3)).toEqual({ step: 1, values: [3] })
+    expect(niceTicks(NaN, 3)).toEqual({ step: 1, values: [] })
+    expect(niceTicks(4, 3)).toEqual({ step: 1, values: [] })
+  })
+
+  it('labels ticks with the decimals of the step', () => {
+    expect(stepDecimals(0.2)).toBe(1)
+    expect(stepDecimals(0.05)).toBe(2)
+    expect(stepDecimals(5)).toBe(0)
+    expect(formatTick(2.5, 0.5)).toBe('2.5')
+    expect(formatTick(3, 0.5)).toBe('3.0')
+    expect(formatTick(400, 200)).toBe('400')
+    expect(formatTick(20_000, 5000)).toBe('20k')
+    expect(formatTick(1_500_000, 500_000)).toBe('1.5M')
+  })
+})
+
+describe('paddedDomain', () => {
+  it('pads by a fraction of the span', () => {
+    expect(paddedDomain(2, 4, 0.05)).toEqual([1.9, 4.1])
+  })
+  it('centres a flat series', () => {
+    expect(paddedDomain(2, 2)).toEqual([1.8, 2.2])
+    expect(paddedDomain(0, 0)).toEqual([-1, 1])
+  })
+})

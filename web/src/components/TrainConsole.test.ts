@@ -1,0 +1,230 @@
+// @vitest-environment happy-dom
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { createApp, nextTick, type App } from 'vue'
+import TrainConsole from './TrainConsole.vue'
+
+class FakeWebSocket {
+  static instances: FakeWebSocket[] = []
+  onopen: ((ev: Event) => void) | null = null
+  onmessage: ((ev: MessageEvent) => void) | null = null
+  onclose: ((ev: CloseEvent) => void) | null = null
+  onerror: ((ev: Event) => void) | null = null
+  closed = false
+  constructor(readonly url: string) {
+    FakeWebSocket.instances.push(this)
+  }
+  close() {
+    this.closed = true
+  }
+  send(message: unknown) {
+    this.onmessage?.({ data: JSON.stringify(message) } as MessageEvent)
+  }
+}
+
+const baseSummary = {
+  id: 'r1',
+  name: 'tiny-shakespeare',
+  state: 'running',
+  message: '',
+  config: { preset: 'tiny', lr: 0.003 },
+  total_tokens: 100_000_000,
+  total_steps: 48_828,
+  step: 40,
+  tokens: 81_920,
+  progress: 0.0008192,
+  loss: 2.31,
+  val_loss: null,
+  lr: 0.0029,
+  grad_norm: 0.61,
+  tokens_per_sec: 2327.3,
+  step_time_ms: 880.2,
+  eta_secs: null,
+  finish_time: null,
+  start_time: 1764400000,
+  last_time: 1764400035.2,
+  elapsed_secs: 35.2,
+  last_seq: 41,
+  checkpoint_path: null,
+  checkpoint_step: null,
+  sample: { step: 40, text: 'ROMEO:\n<b>not bold</b> & more' },
+}
+
+let app: App | null = null
+let root: HTMLElement
+let fetchMock: ReturnType<typeof vi.fn>
+
+async function flush() {
+  for (let i = 0; i < 5; i++) {
+    await Promise.resolve()
+    await nextTick()
+  }
+}
+
+function text(testid: string): string {
+  return root.querySelector(`[data-testid="${testid}"]`)?.textContent?.replace(/\s+/g, ' ').trim() ?? ''
+}
+
+function abortButton(): HTMLButtonElement {
+  return root.querySelector('[data-testid="abort"]') as HTMLButtonElement
+}
+
+async function mount(summary: Record<string, unknown> = baseSummary) {
+  root = document.createElement('div')
+  document.body.append(root)
+  app = createApp(TrainConsole, { runId: 'r1' })
+  app.mount(root)
+  const ws = FakeWebSocket.instances[0]
+  ws.send({ type: 'events', events: [], summary })
+  await flush()
+  return ws
+}
+
+beforeEach(() => {
+  FakeWebSocket.instances = []
+  vi.stubGlobal('WebSocket', FakeWebSocket)
+  fetchMock = vi.fn(async () => new Response('{"state":"stopping"}', { status: 202 }))
+  vi.stubGlobal('fetch', fetchMock)
+})
+afterEach(() => {
+  app?.unmount()
+  app = null
+  root?.remove()
+  vi.unstubAllGlobals()
+})
+
+describe('TrainConsole', () => {
+  it('shows the figures of the summary, formatted', async () => {
+    await mount()
+    expect(FakeWebSocket.instances[0].url).toMatch(/\/api\/runs\/r1\/stream\?after=0$/)
+    expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.0%')
+    expect(text('steps')).toBe('Steps: step 40 / 48,828 · started ' + text('steps').split('started ')[1])
+    expect(text('eta')).toBe('estimating…')
+    expect(text('finish-time')).toBe('—')
+    expect(text('loss')).toBe('2.3100')
+    expect(text('val-loss')).toBe('—')
+    expect(text('tokens-per-sec')).toBe('2,327 tok/s')
+    expect(text('step-time')).toBe('880 ms')
+    expect(text('lr')).toBe('2.90e-3')
+    expect(text('grad-norm')).toBe('0.6100')
+    expect(text('elapsed')).toBe('35s')
+    expect(root.querySelector('[data-testid="state"]')?.textContent?.trim()).toBe('Running')
+    expect(root.querySelector('[role="progressbar"]')?.getAttribute('aria-valuenow')).toBe('0')
+  })
+
+  it('shows the sample as text, never as HTML', async () => {
+    await mount()
+    const pre = root.querySelector('[data-testid="sample"]') as HTMLElement
+    expect(pre.tagName).toBe('PRE')
+    expect(pre.textContent).toBe('ROMEO:\n<b>not bold</b> & more')
+    expect(pre.querySelector('b')).toBeNull()
+  })
+
+  it('says "finishing" at eta 0 and shows the finish clock', async () => {
+    await mount({ ...baseSummary, eta_secs: 0, finish_time: 1764400035.2 })
+    expect(text('eta')).toBe('finishing')
+    expect(text('finish-time')).toMatch(/^(\d\d:\d\d:\d\d|\w{3} \d\d:\d\d|\w{3} \d+ \d\d:\d\d)$/)
+  })
+
+  it('labels every figure', async () => {
+    await mount()
+    for (const dd of Array.from(root.querySelectorAll('dd'))) {
+      const dt = dd.previousElementSibling
+      expect(dt?.tagName, dd.outerHTML).toBe('DT')
+      expect(dt?.textContent?.trim()).not.toBe('')
+    }
+    expect(root.querySelector('[aria-live="polite"]')).not.toBeNull()
+  })
+
+  it('asks for confirmation, then sends one abort and shows Stopping…', async () => {
+    const ws = await mount()
+    abortButton().click()
+    await flush()
+    const dialog = root.querySelector('dialog') as HTMLDialogElement
+    expect(dialog.open).toBe(true)
+    expect(fetchMock).not.toHaveBeenCalled()
+    expect(document.activeElement?.getAttribute('data-testid')).toBe('confirm-cancel')
+
+    ;(root.querySelector('[data-testid="confirm-ok"]') as HTMLButtonElement).click()
+    ;(root.querySelector('[data-testid="confirm-ok"]') as HTMLButtonElement).click() // a double click
+    await flush()
+    expect(fetchMock).toHaveBeenCalledTimes(1)
+    expect(fetchMock.mock.calls[0][0]).toBe('/api/runs/r1/abort')
+    expect(fetchMock.mock.calls[0][1]).toMatchObject({ method: 'POST' })
+    expect(dialog.open).toBe(false)
+    expect(abortButton().textContent?.trim()).toBe('Stopping…')
+    expect(abortButton().disabled).toBe(true)
+    abortButton().click()
+    await flush()
+    expect(fetchMock).toHaveBeenCalledTimes(1)
+
+    ws.send({
+      type: 'events',
+      events: [],
+      summary: { ...baseSummary, state: 'aborted', last_seq: 45, step: 41, checkpoint_path: 'runs/r1/checkpoints/step-41', checkpoint_step: 41 },
+    })
+    await flush()
+    expect(text('notice-headline')).toBe('Aborted at step 41')
+    expect(text('checkpoint-path')).toBe('runs/r1/checkpoints/step-41')
+    expect(text('eta')).toBe('—')
+    expect(abortButton().disabled).toBe(true)
+    expect(text('announcer')).toContain('Run aborted at step 41. Checkpoint: runs/r1/checkpoints/step-41.')
+  })
+
+  it('cancels on Escape without sending anything', async () => {
+    await mount()
+    abortButton().focus()
+    abortButton().click()
+    await flush()
+    const dialog = root.querySelector('dialog') as HTMLDialogElement
+    expect(dialog.open).toBe(true)
+    dialog.dispatchEvent(new Event('cancel', { cancelable: true }))
+    await flush()
+    expect(dialog.open).toBe(false)
+    expect(fetchMock).not.toHaveBeenCalled()
+    expect(abortButton().disabled).toBe(false)
+    expect(document.activeElement).toBe(abortButton())
+  })
+
+  it('shows the server error of a refused abort', async () => {
+    fetchMock.mockImplementation(async () => new Response('{"error":"the run has already ended","state":"completed"}', { status: 409 }))
+    await mount()
+    abortButton().click()
+    await flush()
+    ;(root.querySelector('[data-testid="confirm-ok"]') as HTMLButtonElement).click()
+    await flush()
+    expect(text('notice-headline')).toBe('Cannot abort: the run has already ended')
+    expect(abortButton().textContent?.trim()).toBe('Abort run')
+  })
+
+  it('keeps the last data when the server says bye', async () => {
+    const ws = await mount()
+    ws.send({ type: 'bye', reason: 'the run has ended' })
+    ws.onclose?.({ code: 1000 } as CloseEvent)
+    await flush()
+    expect(text('connection')).toContain('Console server has exited')
+    expect(text('server-exited')).toContain('the run has ended')
+    expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.0%')
+    expect(abortButton().disabled).toBe(true)
+  })
+
+  it('has a chart element that counts its points', async () => {
+    const ws = await mount()
+    ws.send({
+      type: 'events',
+      events: [
+        { seq: 1, time: 1, kind: 'run_start', name: 'x', config: {}, start_step: 0, start_tokens: 0 },
+        { seq: 2, time: 2, kind: 'step', step: 1, tokens: 2048, loss: 4.2 },
+        { seq: 3, time: 3, kind: 'step', step: 2, tokens: 4096, loss: 'NaN' },
+        { seq: 4, time: 4, kind: 'eval', step: 2, val_loss: 4.1 },
+      ],
+      summary: { ...baseSummary, last_seq: 4 },
+    })
+    await flush()
+    const chart = root.querySelector('[data-testid="loss-chart"]') as HTMLElement
+    expect(chart.dataset.points).toBe('2')
+    expect(chart.dataset.valPoints).toBe('1')
+    expect(chart.querySelector('canvas')?.getAttribute('aria-label')).toBe(
+      'Loss by step. train loss: 2 points; val loss: 1 points, latest 4.1000.',
+    )
+  })
+})
