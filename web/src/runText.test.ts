@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest'
+import { parseSummary } from './api/types'
+import { stateAnnouncement, stateHeadline } from './runText'
+
+const summary = (extra: Record<string, unknown>) => parseSummary({ id: 'r', state: 'running', step: 1234, tokens: 0, last_seq: 9, ...extra })!
+
+describe('run sentences', () => {
+  it('says where an aborted run stopped and where its checkpoint is', () => {
+    const s = summary({ state: 'aborted', checkpoint_path: 'runs/r/checkpoints/step-001234', checkpoint_step: 1234 })
+    expect(stateHeadline(s)).toBe('Aborted at step 1,234')
+    expect(stateAnnouncement(s)).toBe('Run aborted at step 1,234. Checkpoint: runs/r/checkpoints/step-001234.')
+  })
+
+  it('names the other states', () => {
+    expect(stateHeadline(summary({ state: 'completed' }))).toBe('Completed at step 1,234')
+    expect(stateHeadline(summary({ state: 'failed', message: 'loss is NaN' }))).toBe('Failed at step 1,234: loss is NaN')
+    expect(stateAnnouncement(summary({ state: 'stopping' }))).toBe('Stopping: the trainer is finishing its step and saving a checkpoint.')
+    expect(stateAnnouncement(summary({ state: 'interrupted' }))).toBe('Run interrupted at step 1,234.')
+  })
+})
