@@ -173,7 +173,7 @@ test('live console: counter, chart, reload, second tab, abort', { timeout: 300_0
   })
   log(`tokens rose ${tokens1} → ${tokens2}`)
   const shownTokens = (await page.getByTestId('tokens').innerText()).replace(/\s+/g, ' ')
-  assert.match(shownTokens, /^[\d,]+ \/ 100,000,000 tokens \d+\.\d%$/, `token counter text: ${shownTokens}`)
+  assert.match(shownTokens, /^[\d,]+ \/ 100,000,000 tokens \d+\.\d{1,2}%$/, `token counter text: ${shownTokens}`)
   assert.match(await page.getByTestId('steps').innerText(), /step [\d,]+ \/ [\d,]+/)
 
   const points1 = await until('chart points', async () => (await numberAttr(page, '[data-testid="loss-chart"]', 'data-points')) || 0)
@@ -237,27 +237,49 @@ test('live console: counter, chart, reload, second tab, abort', { timeout: 300_0
   await page.bringToFront()
   const abort = page.getByRole('button', { name: 'Abort run', exact: true })
   assert.equal(await abort.isEnabled(), true)
-  await abort.click()
+  const focused = () => page.evaluate(() => document.activeElement?.textContent?.trim() ?? '')
+  await abort.focus()
+  await page.keyboard.press('Enter') // the keyboard opens it
   const dialog = page.getByRole('dialog', { name: 'Abort this run?' })
   await dialog.waitFor()
-  // Escape cancels: nothing is sent.
+  assert.equal(await focused(), 'Keep training', 'focus moves into the dialog, on the safe choice')
+  // Escape cancels: nothing is sent and focus returns to the Abort button.
   await page.keyboard.press('Escape')
   await dialog.waitFor({ state: 'hidden' })
   assert.equal(abortPosts.length, 0, 'Escape sent nothing')
-  // Now for real, from the keyboard-reachable dialog.
+  assert.equal(await focused(), 'Abort run', 'focus is back on the Abort button')
+  // Now for real. Record every label the button shows on the way.
+  await page.evaluate(() => {
+    const button = document.querySelector('[data-testid="abort"]')
+    window.__abortLabels = []
+    new MutationObserver(() => window.__abortLabels.push(`${button.textContent.trim()}|${button.disabled}`)).observe(button, {
+      subtree: true,
+      characterData: true,
+      childList: true,
+      attributes: true,
+    })
+  })
   await abort.click()
   await dialog.waitFor()
   await dialog.getByRole('button', { name: 'Confirm abort', exact: true }).click()
-  await until('the abort button to disable itself', async () => {
-    const button = page.getByTestId('abort')
-    return (await button.isDisabled()) && /Stopping…|Abort run/.test(await button.innerText())
-  })
+  await until('the abort button to say Stopping… and disable itself', async () =>
+    (await page.evaluate(() => window.__abortLabels)).includes('Stopping…|true'),
+  )
 
   for (const [name, p] of [
     ['tab1', page],
     ['tab2', page2],
   ]) {
-    await p.locator('[data-testid="state"]', { hasText: 'Aborted' }).waitFor({ timeout: 60_000 })
+    try {
+      await p.locator('[data-testid="state"]', { hasText: 'Aborted' }).waitFor({ timeout: 60_000 })
+    } catch (err) {
+      const state = await p.locator('[data-testid="state"]').innerText().catch(() => '?')
+      const connection = await p.getByTestId('connection').getAttribute('data-status').catch(() => '?')
+      throw new Error(
+        `${name} never showed Aborted (state badge: ${state}, connection: ${connection}). If the connection is ` +
+          `"exited", the server exited before delivering the final events and bye to its viewers.\n${err.message}`,
+      )
+    }
     const headline = await p.getByTestId('notice-headline').innerText()
     assert.match(headline, /^Aborted at step [\d,]+$/, `${name} headline: ${headline}`)
     const ckpt = (await p.getByTestId('checkpoint-path').innerText()).trim()
@@ -280,7 +302,7 @@ test('live console: counter, chart, reload, second tab, abort', { timeout: 300_0
   await page.locator('[data-testid="connection"][data-status="exited"]').waitFor({ timeout: 60_000 })
   assert.match(await page.getByTestId('notice-headline').innerText(), /^Aborted at step/)
   assert.ok((await numberAttr(page, '[data-testid="loss-chart"]', 'data-points')) >= afterReload)
-  log('tab1 connection:', await page.getByTestId('connection').innerText())
+  log('tab1 connection:', (await page.locator('[data-testid="connection"] .conn__text').innerText()).trim())
 
   assert.deepEqual(pageErrors, [], 'no uncaught errors in the pages')
   await context.close()

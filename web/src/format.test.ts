@@ -48,8 +48,12 @@ describe('token counter', () => {
   })
 
   it('shows the percent rounded down to a tenth', () => {
-    expect(formatPercent(0)).toBe('0.0%')
+    expect(formatPercent(0)).toBe('0.00%')
+    expect(formatPercent(0.0005888)).toBe('0.05%')
+    expect(formatPercent(0.0099999)).toBe('0.99%')
+    expect(formatPercent(0.01)).toBe('1.0%')
     expect(formatPercent(0.1234)).toBe('12.3%')
+    expect(formatPercent(1.5)).toBe('100.0%') // clamped
     expect(formatPercent(0.012345)).toBe('1.2%')
     expect(formatPercent(0.99999)).toBe('99.9%')
     expect(formatPercent(1)).toBe('100.0%')

@@ -66,13 +66,17 @@ export function formatTokens(value: number | null | undefined): string {
 }
 
 /**
- * A fraction in [0, 1] as a percent with one decimal, rounded down so that 100.0% means
- * done: 0.1234 → "12.3%", 0.99999 → "99.9%", 1 → "100.0%".
+ * A fraction in [0, 1] as a percent, rounded down so that 100.0% means done: one decimal
+ * from 1% up (0.1234 → "12.3%", 0.99999 → "99.9%", 1 → "100.0%"), two below, so that the
+ * start of a long run still moves (0.0005888 → "0.05%").
  */
 export function formatPercent(fraction: number | null | undefined): string {
   if (!finite(fraction)) return DASH
-  const tenths = Math.floor(Math.min(Math.max(fraction, 0), 1) * 1000 + 1e-9)
-  return `${(tenths / 10).toFixed(1)}%`
+  const clamped = Math.min(Math.max(fraction, 0), 1)
+  const decimals = clamped < 0.01 ? 2 : 1
+  const scale = Math.pow(10, decimals)
+  const units = Math.floor(clamped * 100 * scale + 1e-9)
+  return `${(units / scale).toFixed(decimals)}%`
 }
 
 /** The token counter: "1,234,567 / 100,000,000 tokens" (or "1,234,567 tokens" without budget). */

@@ -1,6 +1,6 @@
 // @vitest-environment happy-dom
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { LossChart } from './LossChart'
+import { LossChart, xDomainFor } from './LossChart'
 import { XYSeries } from './series'
 
 let frames: FrameRequestCallback[]
@@ -151,5 +151,15 @@ describe('LossChart', () => {
     expect(container.querySelector('canvas')).toBeNull()
     chart.invalidate()
     expect(frames).toHaveLength(0)
+  })
+})
+
+describe('xDomainFor', () => {
+  it('starts a fresh run at step 0 and a resumed one at its first step', () => {
+    expect(xDomainFor({ min: 1, max: 500 })).toEqual([0, 500])
+    expect(xDomainFor({ min: 100, max: 500 })).toEqual([0, 500])
+    expect(xDomainFor({ min: 5000, max: 6000 })).toEqual([5000, 6000])
+    expect(xDomainFor({ min: 7, max: 7 })).toEqual([7, 8])
+    expect(xDomainFor({ min: 0, max: 0 })).toEqual([0, 1])
   })
 })

@@ -98,6 +98,15 @@ function yExtentOf(series: readonly ChartSeries[], x0: number, x1: number, whole
   return min <= max ? { min, max } : null
 }
 
+/**
+ * The x window for data spanning `ext`: from step 0 when the data starts near it (a fresh
+ * run), else from the first step (a resumed run), to the last step.
+ */
+export function xDomainFor(ext: Extent): [number, number] {
+  const start = ext.min <= 0 || ext.min <= (ext.max - ext.min) * 0.25 ? Math.min(0, ext.min) : ext.min
+  return ext.max > start ? [start, ext.max] : [start, start + 1]
+}
+
 function xExtentOf(series: readonly ChartSeries[]): Extent | null {
   let min = Infinity
   let max = -Infinity
@@ -267,11 +276,7 @@ export class LossChart {
     ctx.lineCap = 'round'
 
     const xExt = xExtentOf(series)
-    const xDomain: [number, number] = xExt
-      ? xExt.max > xExt.min
-        ? [Math.min(0, xExt.min), xExt.max]
-        : [Math.min(0, xExt.min), xExt.max + 1]
-      : [0, 1]
+    const xDomain = xExt ? xDomainFor(xExt) : ([0, 1] as [number, number])
     const yExt = yExtentOf(series, xDomain[0], xDomain[1], true)
     const yDomain = yExt ? paddedDomain(yExt.min, yExt.max) : ([0, 1] as [number, number])
 

@@ -96,7 +96,7 @@ describe('TrainConsole', () => {
   it('shows the figures of the summary, formatted', async () => {
     await mount()
     expect(FakeWebSocket.instances[0].url).toMatch(/\/api\/runs\/r1\/stream\?after=0$/)
-    expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.0%')
+    expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
     expect(text('steps')).toBe('Steps: step 40 / 48,828 · started ' + text('steps').split('started ')[1])
     expect(text('eta')).toBe('estimating…')
     expect(text('finish-time')).toBe('—')
@@ -108,7 +108,7 @@ describe('TrainConsole', () => {
     expect(text('grad-norm')).toBe('0.6100')
     expect(text('elapsed')).toBe('35s')
     expect(root.querySelector('[data-testid="state"]')?.textContent?.trim()).toBe('Running')
-    expect(root.querySelector('[role="progressbar"]')?.getAttribute('aria-valuenow')).toBe('0')
+    expect(root.querySelector('[role="progressbar"]')?.getAttribute('aria-valuenow')).toBe('0.08')
   })
 
   it('shows the sample as text, never as HTML', async () => {
@@ -203,7 +203,7 @@ describe('TrainConsole', () => {
     await flush()
     expect(text('connection')).toContain('Console server has exited')
     expect(text('server-exited')).toContain('the run has ended')
-    expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.0%')
+    expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
     expect(abortButton().disabled).toBe(true)
   })
 

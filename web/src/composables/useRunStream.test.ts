@@ -195,6 +195,17 @@ describe('useRunStream', () => {
     expect(stream.status.value).toBe('live')
   })
 
+  it('says "exited" after one failed attempt when the run had already ended', () => {
+    const stream = start({ exitAfterFailures: 5 })
+    last().send(batch(1, 3, { state: 'completed' }))
+    last().drop() // no bye (the process went away)
+    expect(stream.status.value).toBe('reconnecting')
+    vi.advanceTimersByTime(250)
+    last().drop()
+    expect(stream.status.value).toBe('exited')
+    expect(stream.summary.value?.state).toBe('completed')
+  })
+
   it('stops for an unknown run', async () => {
     fetchMock.mockImplementation(async () => new Response('{"error":"no run with id r1"}', { status: 404 }))
     const stream = start()

@@ -11,7 +11,7 @@
 // told explicitly.
 
 import { computed, getCurrentScope, onScopeDispose, ref, shallowRef, type ComputedRef } from 'vue'
-import { parseStreamMessage, type RunSummary } from '../api/types'
+import { isFinished, parseStreamMessage, type RunSummary } from '../api/types'
 import {
   applyBatch,
   backoffDelay,
@@ -52,7 +52,10 @@ export interface UseRunStreamOptions {
   /** Random numbers in [0, 1) for the back-off jitter. */
   random?: () => number
   backoff?: Partial<BackoffOptions>
-  /** Failed attempts in a row (no message received) before the server counts as exited. */
+  /**
+   * Failed attempts in a row (no message received) before the server counts as exited;
+   * one when the run has already ended.
+   */
   exitAfterFailures?: number
   /** Delay between retries once the server has exited, in ms. */
   exitedRetryMs?: number
@@ -180,7 +183,10 @@ export function useRunStream(options: UseRunStreamOptions): RunStream {
         probed = true
         void probe()
       }
-      if (status.value === 'exited' || status.value === 'not_found' || failures >= exitAfterFailures) {
+      // A run that has ended is not coming back: when its server stops answering, the
+      // process has most likely exited with it, so one failed attempt is enough to say so.
+      const threshold = isFinished(data.summary?.state) ? 1 : exitAfterFailures
+      if (status.value === 'exited' || status.value === 'not_found' || failures >= threshold) {
         if (status.value === 'not_found') return
         status.value = 'exited'
         schedule(Math.max(exitedRetryMs, 0), 'exited')
