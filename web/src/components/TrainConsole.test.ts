@@ -202,7 +202,7 @@ describe('TrainConsole', () => {
     ws.onclose?.({ code: 1000 } as CloseEvent)
     await flush()
     expect(text('connection')).toContain('Console server has exited')
-    expect(text('server-exited')).toContain('the run has ended')
+    expect(text('server-exited')).toBe('The console server has exited (the run has ended). Showing the last data received.')
     expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
     expect(abortButton().disabled).toBe(true)
   })
