@@ -205,6 +205,7 @@ describe('TrainConsole', () => {
     expect(text('server-exited')).toBe('The console server has exited (the run has ended). Showing the last data received.')
     expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
     expect(abortButton().disabled).toBe(true)
+    expect(text('eta')).toBe('—') // no estimate without a server
   })
 
   it('has a chart element that counts its points', async () => {
