@@ -29,6 +29,10 @@ pub const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server pings each viewer this often, which also keeps proxies from closing quiet sockets.
 pub const STREAM_PING_INTERVAL: Duration = Duration::from_secs(20);
 
+/// Content-Security-Policy of the page: its own scripts and styles only, no inline script,
+/// no framing by other sites.
+pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 /// Files of the built web page: `(path, bytes)`, e.g. `("/index.html", …)`, `("/assets/app.js", …)`.
 pub type Assets = &'static [(&'static str, &'static [u8])];
 
@@ -200,7 +204,9 @@ async fn stream(
     let after = query_number(&query, "after", 0)?;
     let entry = run_entry(&app.hub, id).await?;
     let hub = app.hub.clone();
+    let guard = hub.viewer_guard();
     Ok(upgrade.on_upgrade(move |socket| async move {
+        let _counted = guard;
         let mut viewer = Viewer { socket, hub, entry, last_seq: after };
         if let Err(reason) = viewer.run().await {
             tracing::debug!("viewer of run {} closed: {reason}", viewer.entry.id());
@@ -350,6 +356,7 @@ async fn page(State(app): State<AppState>, request: Request) -> Response {
             (header::CONTENT_TYPE, mime.as_ref().to_string()),
             (header::CACHE_CONTROL, cache.to_string()),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP.to_string()),
         ],
         bytes,
     )

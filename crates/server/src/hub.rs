@@ -96,6 +96,8 @@ struct HubInner {
     writes: mpsc::Sender<WriteRequest>,
     runs_dir: PathBuf,
     shutdown: watch::Sender<bool>,
+    /// Number of open viewer connections, so that shutdown can wait for their last message.
+    viewers: watch::Sender<usize>,
 }
 
 impl Hub {
@@ -115,6 +117,7 @@ impl Hub {
                 writes,
                 runs_dir: runs_dir.to_path_buf(),
                 shutdown,
+                viewers: watch::channel(0).0,
             }),
         };
         let writer_hub = hub.clone();
@@ -244,6 +247,30 @@ impl Hub {
     /// Resolves when [`Hub::shut_down`] is called.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
+    }
+
+    /// Count an open viewer until the returned guard is dropped.
+    pub fn viewer_guard(&self) -> ViewerGuard {
+        self.inner.viewers.send_modify(|n| *n += 1);
+        ViewerGuard { hub: self.clone() }
+    }
+
+    /// Wait until every viewer has closed (after [`Hub::shut_down`] each sends its last
+    /// events and `bye`), or `timeout` has passed. Returns whether all closed.
+    pub async fn wait_for_viewers(&self, timeout: Duration) -> bool {
+        let mut viewers = self.inner.viewers.subscribe();
+        tokio::time::timeout(timeout, viewers.wait_for(|&n| n == 0)).await.is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Keeps a viewer counted by the hub while it lives; see [`Hub::viewer_guard`].
+pub struct ViewerGuard {
+    hub: Hub,
+}
+
+impl Drop for ViewerGuard {
+    fn drop(&mut self) {
+        self.hub.inner.viewers.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 

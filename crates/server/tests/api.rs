@@ -265,6 +265,7 @@ async fn shutdown_says_bye_after_the_last_events() {
     assert_eq!(read_until(&mut viewer, 1).await, vec![1]);
     hub.append(&id, vec![Event::now(StateChange { state: RunState::Completed, message: String::new() })]).await.unwrap();
     hub.shut_down();
+    assert!(hub.wait_for_viewers(Duration::from_secs(5)).await, "the viewer closed after its last message");
     let mut kinds = Vec::new();
     while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(5), viewer.next()).await {
         if let Message::Text(text) = message {

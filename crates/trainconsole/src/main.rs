@@ -176,10 +176,12 @@ async fn train(args: TrainArgs) -> Result<i32> {
             1
         }
     };
+    // Viewers get the last events and a `bye` before the process exits.
     hub.shut_down();
-    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+    if !hub.wait_for_viewers(SHUTDOWN_GRACE).await {
         tracing::debug!("viewers did not close within {SHUTDOWN_GRACE:?}");
     }
+    let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
     Ok(code)
 }
 
