@@ -66,7 +66,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         EventBody::Checkpoint(c) => println!("checkpoint step {}: {}", c.step, c.path),
         _ => {}
     };
-    let outcome = train(&cfg, &corpus, &run_dir, None, &format!("train_small {preset}"), &AbortHandle::new(), &mut print)?;
+    let outcome =
+        train(&cfg, &corpus, &run_dir, None, &format!("train_small {preset}"), &AbortHandle::new(), &mut print)?;
     println!(
         "final: state {}  step {}  tokens {}  val_loss {}  train tokens/s {:.0}  wall {:.1} s ({:.0} tokens/s incl. eval)",
         outcome.state,

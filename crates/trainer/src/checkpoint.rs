@@ -88,7 +88,10 @@ pub fn save_checkpoint(
     optimizer: &AdamWState,
 ) -> Result<PathBuf, TrainError> {
     let root = run_dir.join(CHECKPOINTS_DIR);
-    std::fs::create_dir_all(&root).map_err(|e| TrainError::io("cannot create directory", &root, e))?;
+    if !root.is_dir() {
+        std::fs::create_dir_all(&root).map_err(|e| TrainError::io("cannot create directory", &root, e))?;
+        fsutil::sync_dir(run_dir)?;
+    }
     let name = checkpoint_dir_name(meta.step);
     let dir = root.join(&name);
     let tmp = root.join(format!("{name}.tmp"));
@@ -108,8 +111,9 @@ pub fn save_checkpoint(
         .map(|(name, m)| (format!("m.{name}"), m))
         .chain(optimizer.v.iter().map(|(name, v)| (format!("v.{name}"), v)));
     let header = HashMap::from([(ADAMW_STEP_KEY.to_string(), optimizer.step.to_string())]);
-    let optimizer_bytes = safetensors::serialize(moments, Some(header))
-        .map_err(|e| TrainError::checkpoint(tmp.join(OPTIMIZER_FILE), format!("cannot serialize optimizer state: {e}")))?;
+    let optimizer_bytes = safetensors::serialize(moments, Some(header)).map_err(|e| {
+        TrainError::checkpoint(tmp.join(OPTIMIZER_FILE), format!("cannot serialize optimizer state: {e}"))
+    })?;
     fsutil::write_synced(&tmp.join(OPTIMIZER_FILE), &optimizer_bytes)?;
 
     let meta_json = serde_json::to_vec_pretty(meta)
@@ -151,7 +155,10 @@ pub fn read_checkpoint_meta(dir: &Path) -> Result<CheckpointMeta, TrainError> {
     if meta.format_version != CHECKPOINT_FORMAT_VERSION {
         return Err(TrainError::checkpoint(
             &path,
-            format!("format version {} is not supported (this build reads version {CHECKPOINT_FORMAT_VERSION})", meta.format_version),
+            format!(
+                "format version {} is not supported (this build reads version {CHECKPOINT_FORMAT_VERSION})",
+                meta.format_version
+            ),
         ));
     }
     Ok(meta)
@@ -258,8 +265,10 @@ mod tests {
         let meta = meta(&cfg, 123);
         let dir = save_checkpoint(run_dir.path(), &meta, &params.vars(), &optimizer.state()).unwrap();
         assert_eq!(dir, run_dir.path().join("checkpoints").join("step-000123"));
-        let mut entries: Vec<String> =
-            std::fs::read_dir(run_dir.path().join("checkpoints")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut entries: Vec<String> = std::fs::read_dir(run_dir.path().join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         entries.sort();
         assert_eq!(entries, vec!["step-000123".to_string()]);
 
@@ -295,7 +304,10 @@ mod tests {
 
         std::fs::write(dir.join(MODEL_FILE), b"garbage").unwrap();
         let err = load_checkpoint(&dir).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("checkpoint {}: not a valid safetensors file", dir.join(MODEL_FILE).display())), "{err}");
+        assert!(
+            err.starts_with(&format!("checkpoint {}: not a valid safetensors file", dir.join(MODEL_FILE).display())),
+            "{err}"
+        );
 
         std::fs::remove_file(dir.join(OPTIMIZER_FILE)).unwrap();
         std::fs::remove_file(dir.join(MODEL_FILE)).unwrap();

@@ -160,7 +160,10 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
         let fail = |message: String| Err(TrainError::Config(message));
         if self.vocab_size != BYTE_VOCAB_SIZE {
-            return fail(format!("vocab_size is {}, but the byte-level tokenizer needs {BYTE_VOCAB_SIZE}", self.vocab_size));
+            return fail(format!(
+                "vocab_size is {}, but the byte-level tokenizer needs {BYTE_VOCAB_SIZE}",
+                self.vocab_size
+            ));
         }
         for (name, value) in [
             ("n_layer", self.n_layer),
@@ -174,7 +177,7 @@ impl TrainConfig {
                 return fail(format!("{name} must be at least 1"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return fail(format!("n_embd ({}) must be a multiple of n_head ({})", self.n_embd, self.n_head));
         }
         if self.max_tokens == 0 {
@@ -187,7 +190,10 @@ impl TrainConfig {
             return fail(format!("learning_rate must be a positive number, got {}", self.learning_rate));
         }
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.learning_rate) {
-            return fail(format!("min_lr must be between 0 and learning_rate ({}), got {}", self.learning_rate, self.min_lr));
+            return fail(format!(
+                "min_lr must be between 0 and learning_rate ({}), got {}",
+                self.learning_rate, self.min_lr
+            ));
         }
         for (name, value) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&value) {

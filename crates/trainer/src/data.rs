@@ -14,7 +14,8 @@ use crate::error::TensorContext;
 use crate::fsutil;
 
 /// Where Tiny Shakespeare is downloaded from (Karpathy's char-rnn repository).
-pub const TINYSHAKESPEARE_URL: &str = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
+pub const TINYSHAKESPEARE_URL: &str =
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
 /// sha256 of Tiny Shakespeare, lower-case hex.
 pub const TINYSHAKESPEARE_SHA256: &str = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed";
 /// Size of Tiny Shakespeare in bytes.
@@ -309,7 +310,10 @@ mod tests {
         let binary = dir.path().join("binary.txt");
         std::fs::write(&binary, b"hello \xC3\xA9 w\xFForld").unwrap();
         let err = Corpus::from_file(&binary, 8).unwrap_err().to_string();
-        assert_eq!(err, format!("training data {} is not UTF-8 text: invalid byte at offset 10 (0-based)", binary.display()));
+        assert_eq!(
+            err,
+            format!("training data {} is not UTF-8 text: invalid byte at offset 10 (0-based)", binary.display())
+        );
 
         let short = dir.path().join("short.txt");
         std::fs::write(&short, "to be or not to be").unwrap();

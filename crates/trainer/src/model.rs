@@ -52,7 +52,7 @@ impl Gpt {
     /// If the backend cannot provide a tensor (e.g. a checkpoint lacks it or has another shape),
     /// or if `n_embd` is not a multiple of `n_head`.
     pub fn load(vb: VarBuilder, cfg: &TrainConfig) -> Result<Self> {
-        if cfg.n_head == 0 || cfg.n_embd % cfg.n_head != 0 {
+        if cfg.n_head == 0 || !cfg.n_embd.is_multiple_of(cfg.n_head) {
             candle_core::bail!("n_embd ({}) must be a multiple of n_head ({})", cfg.n_embd, cfg.n_head)
         }
         let normal = Init::Randn { mean: 0.0, stdev: INIT_STD };
@@ -146,7 +146,7 @@ impl Gpt {
         if prompt.is_empty() {
             candle_core::bail!("generation needs a prompt of at least one token")
         }
-        if !(temperature > 0.0) {
+        if temperature.is_nan() || temperature <= 0.0 {
             candle_core::bail!("temperature must be positive, got {temperature}")
         }
         let mut tokens = prompt.to_vec();
@@ -175,7 +175,7 @@ pub fn sample_token(logits: &[f32], temperature: f64, rng: &mut StdRng) -> u32 {
         .collect();
     let total: f64 = weights.iter().sum();
     let last = logits.len().saturating_sub(1) as u32;
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return last;
     }
     let mut threshold = rng.random::<f64>() * total;
@@ -421,7 +421,11 @@ mod tests {
                 let numeric = (loss_at(eps) - loss_at(-eps)) / (2.0 * eps);
                 var.set(&Tensor::from_slice(&values, var.shape(), &Device::Cpu).unwrap()).unwrap();
                 let tolerance = 1e-6 + 1e-4 * numeric.abs();
-                assert!((grad[i] - numeric).abs() < tolerance, "{name}[{i}]: backprop {} vs numeric {numeric}", grad[i]);
+                assert!(
+                    (grad[i] - numeric).abs() < tolerance,
+                    "{name}[{i}]: backprop {} vs numeric {numeric}",
+                    grad[i]
+                );
                 checked += 1;
             }
         }

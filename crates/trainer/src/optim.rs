@@ -306,7 +306,8 @@ mod tests {
         let mut opt = AdamW::new(vec![("b".into(), bias.clone()), ("w".into(), weight.clone())], hyper).unwrap();
         // Gradient 0.5 everywhere: at t=1 the Adam update is m̂ / (sqrt(v̂) + ε) = 0.5 / 0.5 = 1, so
         // the weight becomes θ · (1 - lr · wd) - lr = θ · 0.99 - 0.1 and the bias θ - 0.1.
-        let loss = ((weight.as_tensor().sum_all().unwrap() + bias.as_tensor().sum_all().unwrap()).unwrap() * 0.5).unwrap();
+        let loss =
+            ((weight.as_tensor().sum_all().unwrap() + bias.as_tensor().sum_all().unwrap()).unwrap() * 0.5).unwrap();
         opt.step(&loss.backward().unwrap(), 0.1).unwrap();
         let weight = weight.as_tensor().to_vec2::<f32>().unwrap();
         assert!((weight[0][0] - 1.88).abs() < 1e-6 && (weight[0][1] + 2.08).abs() < 1e-6, "{weight:?}");

@@ -28,7 +28,7 @@ struct State {
 
 enum Source {
     /// Drawn from this RNG according to the model's init hint.
-    Seeded(StdRng),
+    Seeded(Box<StdRng>),
     /// Taken from these tensors (a checkpoint); names not among them are an error.
     Loaded(BTreeMap<String, Tensor>),
 }
@@ -37,7 +37,7 @@ impl ParamStore {
     /// An empty store that initialises each parameter on first request from an RNG seeded
     /// with `seed`; the same seed and model give the same weights.
     pub fn seeded(seed: u64) -> Self {
-        Self::with_source(Source::Seeded(StdRng::seed_from_u64(seed)))
+        Self::with_source(Source::Seeded(Box::new(StdRng::seed_from_u64(seed))))
     }
 
     /// A store that hands out `tensors` (e.g. a checkpoint's weights) by name. Requests for
@@ -85,7 +85,10 @@ impl SimpleBackend for ParamStore {
         let mut state = self.lock();
         if let Some(var) = state.vars.get(name) {
             if var.shape() != &shape {
-                candle_core::bail!("parameter {name} was created with shape {:?}, now requested as {shape:?}", var.shape())
+                candle_core::bail!(
+                    "parameter {name} was created with shape {:?}, now requested as {shape:?}",
+                    var.shape()
+                )
             }
             return Ok(var.as_tensor().clone());
         }
@@ -151,7 +154,12 @@ mod tests {
         let draw = |seed| {
             let store = ParamStore::seeded(seed);
             let vb = store.var_builder();
-            vb.get_with_hints((100, 100), "w", Init::Randn { mean: 0.0, stdev: 0.02 }).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            vb.get_with_hints((100, 100), "w", Init::Randn { mean: 0.0, stdev: 0.02 })
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
         };
         let a = draw(7);
         assert_eq!(a, draw(7));

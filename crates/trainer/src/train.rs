@@ -10,7 +10,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use trainconsole_protocol::{Checkpoint, Eval, Event, RunStart, RunState, Sample, StateChange, Step};
 
-use crate::checkpoint::{CHECKPOINT_FORMAT_VERSION, CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint};
+use crate::checkpoint::{
+    CHECKPOINT_FORMAT_VERSION, CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint,
+};
 use crate::data::{Corpus, Split, decode};
 use crate::error::TensorContext;
 use crate::optim::{AdamW, AdamWParams, LrSchedule, clip_grad_norm};
@@ -23,7 +25,8 @@ pub const SAMPLE_PROMPT: u8 = b'\n';
 
 /// Config fields that may differ between a checkpoint and the config used to resume it: the
 /// budget and the evaluation/checkpoint cadence. Every other field must be equal.
-pub const RESUME_MUTABLE_FIELDS: [&str; 5] = ["max_tokens", "eval_interval", "eval_iters", "sample_tokens", "checkpoint_interval"];
+pub const RESUME_MUTABLE_FIELDS: [&str; 5] =
+    ["max_tokens", "eval_interval", "eval_iters", "sample_tokens", "checkpoint_interval"];
 
 /// Cloneable request to stop a run (an `Arc<AtomicBool>`). The loop checks it between steps,
 /// between validation batches and between sampled tokens; once requested, the run stops
@@ -202,7 +205,14 @@ pub fn train(
         train_time += step_time;
         let step_time_ms = step_time.as_secs_f64() * 1e3;
         tracing::debug!(step, loss = loss_value, lr, ?grad_norm, step_time_ms, "step");
-        sink.emit(Event::now(Step { step, tokens, loss: loss_value, lr: Some(lr), grad_norm, step_time_ms: Some(step_time_ms) }));
+        sink.emit(Event::now(Step {
+            step,
+            tokens,
+            loss: loss_value,
+            lr: Some(lr),
+            grad_norm,
+            step_time_ms: Some(step_time_ms),
+        }));
 
         // ---- evaluation and sample ----
         if step % cfg.eval_interval == 0 || step == total_steps {
@@ -268,12 +278,17 @@ fn check_resume_config(cfg: &TrainConfig, saved: &TrainConfig, dir: &Path) -> Re
     let differing: Vec<String> = ours
         .iter()
         .filter(|(field, value)| !RESUME_MUTABLE_FIELDS.contains(&field.as_str()) && theirs.get(*field) != Some(*value))
-        .map(|(field, value)| format!("{field} ({value}, checkpoint has {})", theirs.get(field).unwrap_or(&serde_json::Value::Null)))
+        .map(|(field, value)| {
+            format!("{field} ({value}, checkpoint has {})", theirs.get(field).unwrap_or(&serde_json::Value::Null))
+        })
         .collect();
     if differing.is_empty() {
         return Ok(());
     }
-    Err(TrainError::checkpoint(dir, format!("the config to resume with differs from the checkpoint's in {}", differing.join(", "))))
+    Err(TrainError::checkpoint(
+        dir,
+        format!("the config to resume with differs from the checkpoint's in {}", differing.join(", ")),
+    ))
 }
 
 /// Mean loss over `cfg.eval_iters` validation batches, in nats/token; `None` if `abort` was

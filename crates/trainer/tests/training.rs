@@ -18,7 +18,13 @@ fn shakespeare_prefix(bytes: usize, block_size: usize) -> Corpus {
 
 /// The tiny preset for `steps` steps, evaluating every 5 with short samples.
 fn tiny(steps: u64) -> TrainConfig {
-    let cfg = TrainConfig { eval_interval: 5, eval_iters: 2, sample_tokens: 20, checkpoint_interval: 0, ..TrainConfig::tiny() };
+    let cfg = TrainConfig {
+        eval_interval: 5,
+        eval_iters: 2,
+        sample_tokens: 20,
+        checkpoint_interval: 0,
+        ..TrainConfig::tiny()
+    };
     TrainConfig { max_tokens: steps * cfg.tokens_per_step(), ..cfg }
 }
 
@@ -89,7 +95,8 @@ fn a_complete_run_reports_every_event_in_order() {
     // Warm-up of 10 steps: lr(0) = 1e-2 · 1/11.
     assert!((steps(&events)[0].lr.unwrap() - 1e-2 / 11.0).abs() < 1e-12);
 
-    let samples: Vec<&String> = events.iter().filter_map(|e| if let EventBody::Sample(s) = &e.body { Some(&s.text) } else { None }).collect();
+    let samples: Vec<&String> =
+        events.iter().filter_map(|e| if let EventBody::Sample(s) = &e.body { Some(&s.text) } else { None }).collect();
     assert_eq!(samples.len(), 3);
     for text in samples {
         // 20 bytes; a byte that is not valid UTF-8 becomes one U+FFFD.
@@ -104,12 +111,19 @@ fn a_complete_run_reports_every_event_in_order() {
 
     assert_eq!((outcome.state, outcome.step, outcome.tokens), (RunState::Completed, 12, 12 * 128));
     assert_eq!(outcome.checkpoint, run_dir.path().join("checkpoints/step-000012"));
-    let last_eval = events.iter().rev().find_map(|e| if let EventBody::Eval(v) = &e.body { Some(v) } else { None }).unwrap();
+    let last_eval =
+        events.iter().rev().find_map(|e| if let EventBody::Eval(v) = &e.body { Some(v) } else { None }).unwrap();
     assert_eq!((last_eval.step, Some(last_eval.val_loss)), (12, outcome.val_loss));
 }
 
 /// Runs `cfg` and requests an abort as soon as the `step` event of `abort_at` is emitted.
-fn run_aborting_at(cfg: &TrainConfig, corpus: &Corpus, run_dir: &Path, resume: Option<&Path>, abort_at: u64) -> (Vec<Event>, Result<trainconsole_trainer::TrainOutcome, TrainError>) {
+fn run_aborting_at(
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    run_dir: &Path,
+    resume: Option<&Path>,
+    abort_at: u64,
+) -> (Vec<Event>, Result<trainconsole_trainer::TrainOutcome, TrainError>) {
     let abort = AbortHandle::new();
     let handle = abort.clone();
     let mut events = Vec::new();
@@ -173,7 +187,16 @@ fn resumed_run_continues_like_an_uninterrupted_one() {
     assert_eq!(resumed_cfg, cfg);
     let second_dir = tempfile::tempdir().unwrap();
     let mut resumed = Vec::new();
-    let outcome = train(&resumed_cfg, &corpus, second_dir.path(), Some(&checkpoint), "resumed", &AbortHandle::new(), &mut resumed).unwrap();
+    let outcome = train(
+        &resumed_cfg,
+        &corpus,
+        second_dir.path(),
+        Some(&checkpoint),
+        "resumed",
+        &AbortHandle::new(),
+        &mut resumed,
+    )
+    .unwrap();
 
     let EventBody::RunStart(start) = &resumed[0].body else { panic!("first event is not run_start") };
     assert_eq!((start.start_step, start.start_tokens), (4, 512));
@@ -199,14 +222,19 @@ fn resume_rejects_a_different_model_and_allows_a_new_budget() {
     let checkpoint = first.unwrap().checkpoint;
 
     let other = TrainConfig { n_layer: 3, ..cfg.clone() };
-    let err = train(&other, &corpus, run_dir.path(), Some(&checkpoint), "x", &AbortHandle::new(), &mut Vec::new()).unwrap_err();
+    let err = train(&other, &corpus, run_dir.path(), Some(&checkpoint), "x", &AbortHandle::new(), &mut Vec::new())
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("checkpoint {}: the config to resume with differs from the checkpoint's in n_layer (3, checkpoint has 2)", checkpoint.display())
+        format!(
+            "checkpoint {}: the config to resume with differs from the checkpoint's in n_layer (3, checkpoint has 2)",
+            checkpoint.display()
+        )
     );
 
     // A budget of 3 steps: one more step, then completed.
     let cfg3 = resume_config(&checkpoint, Some(3 * 128)).unwrap();
-    let outcome = train(&cfg3, &corpus, run_dir.path(), Some(&checkpoint), "x", &AbortHandle::new(), &mut Vec::new()).unwrap();
+    let outcome =
+        train(&cfg3, &corpus, run_dir.path(), Some(&checkpoint), "x", &AbortHandle::new(), &mut Vec::new()).unwrap();
     assert_eq!((outcome.state, outcome.step), (RunState::Completed, 3));
 }
