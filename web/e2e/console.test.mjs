@@ -8,7 +8,7 @@
 // stdout, and drives Debian's Chromium through playwright-core: the token counter rises,
 // the chart gains points, a reload brings the history back, a second tab shows the same
 // run, Abort (confirmed in the in-page dialog) stops it in both tabs with a checkpoint that
-// exists on disk. Saves a screenshot of the live console to ../docs/console.png.
+// exists on disk. Saves a screenshot of the live console (to $TRAINCONSOLE_SCREENSHOT, default in the temp dir).
 
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
@@ -23,7 +23,9 @@ const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const bin = path.resolve(webDir, process.env.TRAINCONSOLE_BIN || '../target/debug/trainconsole')
 const data = path.resolve(webDir, process.env.TRAINCONSOLE_DATA || '../../shared/data/tinyshakespeare.txt')
 const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const screenshotPath = path.resolve(webDir, '../docs/console.png')
+// The README's screenshot is refreshed with TRAINCONSOLE_SCREENSHOT=$PWD/../docs/console.png;
+// by default the test leaves the working tree alone.
+const screenshotPath = path.resolve(webDir, process.env.TRAINCONSOLE_SCREENSHOT || path.join(tmpdir(), 'trainconsole-console.png'))
 const URL_RE = /http:\/\/127\.0\.0\.1:\d+\/runs\/[^\s]+/
 
 /** @type {import('node:child_process').ChildProcess | null} */
