@@ -11,6 +11,8 @@
 //!
 //! Every error is a [`TrainError`] whose message names what was wrong and where.
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod config;
 pub mod data;

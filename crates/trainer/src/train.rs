@@ -133,30 +133,7 @@ pub fn train(
     cfg.validate()?;
 
     // ---- model and optimizer, fresh or restored ----
-    let (params, restored) = match resume {
-        None => (ParamStore::seeded(cfg.seed), None),
-        Some(dir) => {
-            let checkpoint = load_checkpoint(dir)?;
-            check_resume_config(cfg, &checkpoint.meta.config, dir)?;
-            (ParamStore::from_tensors(checkpoint.weights), Some((checkpoint.meta, checkpoint.optimizer)))
-        }
-    };
-    let model = Gpt::load(params.var_builder(), cfg).map_err(|e| match resume {
-        Some(dir) => TrainError::checkpoint(dir, format!("weights do not fit the model: {e}")),
-        None => TrainError::Tensor { context: "building the model".to_string(), source: e },
-    })?;
-    let vars = params.vars();
-    let mut optimizer = AdamW::new(vars.clone(), AdamWParams::from_config(cfg)).context("creating the optimizer")?;
-    let (start_step, start_tokens) = match (resume, restored) {
-        (Some(dir), Some((meta, optimizer_state))) => {
-            if let Some(unused) = params.unused_names().first() {
-                return Err(TrainError::checkpoint(dir, format!("weight {unused} is not a parameter of the model")));
-            }
-            optimizer.load_state(optimizer_state).map_err(|e| TrainError::checkpoint(dir, e.to_string()))?;
-            (meta.step, meta.tokens)
-        }
-        _ => (0, 0),
-    };
+    let Start { model, params, mut optimizer, step: start_step, tokens: start_tokens } = start(cfg, resume)?;
     let schedule = LrSchedule::from_config(cfg);
     let total_steps = cfg.total_steps();
     let tokens_per_step = cfg.tokens_per_step();
@@ -180,7 +157,7 @@ pub fn train(
     let mut val_loss = None;
     let mut last_checkpoint: Option<(u64, PathBuf)> = None;
     let mut train_time = Duration::ZERO;
-    let saver = Saver { run_dir, cfg, name, params: &vars };
+    let saver = Saver { run_dir, cfg, name, params: &params };
 
     while step < total_steps && !abort.is_requested() {
         // ---- one optimizer step ----
@@ -191,7 +168,7 @@ pub fn train(
         let loss_value = f64::from(loss.to_scalar::<f32>().context("reading the loss")?);
         let grad_norm = if loss_value.is_finite() {
             let mut grads = loss.backward().context("backward pass")?;
-            let grad_norm = clip_grad_norm(&mut grads, &vars, cfg.grad_clip).context("clipping gradients")?;
+            let grad_norm = clip_grad_norm(&mut grads, &params, cfg.grad_clip).context("clipping gradients")?;
             if grad_norm.is_finite() {
                 optimizer.step(&grads, lr).context("AdamW update")?;
             }
@@ -253,6 +230,40 @@ pub fn train(
     };
     tracing::info!(%state, step, tokens, ?val_loss, elapsed_secs = outcome.elapsed_secs, tokens_per_sec = outcome.tokens_per_sec, "training ends");
     Ok(outcome)
+}
+
+/// What a run starts from: the model, its parameters, the optimizer, and the step and token
+/// count already done.
+struct Start {
+    model: Gpt,
+    params: Vec<(String, Var)>,
+    optimizer: AdamW,
+    step: u64,
+    tokens: u64,
+}
+
+/// A fresh model (weights seeded by `cfg.seed`, zero moments, step 0), or the one in the
+/// checkpoint directory `resume`, checked against `cfg`.
+fn start(cfg: &TrainConfig, resume: Option<&Path>) -> Result<Start, TrainError> {
+    let Some(dir) = resume else {
+        let store = ParamStore::seeded(cfg.seed);
+        let model = Gpt::load(store.var_builder(), cfg).context("building the model")?;
+        let params = store.vars();
+        let optimizer = AdamW::new(params.clone(), AdamWParams::from_config(cfg)).context("creating the optimizer")?;
+        return Ok(Start { model, params, optimizer, step: 0, tokens: 0 });
+    };
+    let checkpoint = load_checkpoint(dir)?;
+    check_resume_config(cfg, &checkpoint.meta.config, dir)?;
+    let store = ParamStore::from_tensors(checkpoint.weights);
+    let model = Gpt::load(store.var_builder(), cfg)
+        .map_err(|e| TrainError::checkpoint(dir, format!("weights do not fit the model: {e}")))?;
+    if let Some(unused) = store.unused_names().first() {
+        return Err(TrainError::checkpoint(dir, format!("weight {unused} is not a parameter of the model")));
+    }
+    let params = store.vars();
+    let mut optimizer = AdamW::new(params.clone(), AdamWParams::from_config(cfg)).context("creating the optimizer")?;
+    optimizer.load_state(checkpoint.optimizer).map_err(|e| TrainError::checkpoint(dir, e.to_string()))?;
+    Ok(Start { model, params, optimizer, step: checkpoint.meta.step, tokens: checkpoint.meta.tokens })
 }
 
 /// The config stored in the checkpoint directory `dir`, with `max_tokens` replaced when given:
