@@ -238,3 +238,23 @@ fn resume_rejects_a_different_model_and_allows_a_new_budget() {
         train(&cfg3, &corpus, run_dir.path(), Some(&checkpoint), "x", &AbortHandle::new(), &mut Vec::new()).unwrap();
     assert_eq!((outcome.state, outcome.step), (RunState::Completed, 3));
 }
+
+/// The acceptance figure of the default preset: 2M tokens of Tiny Shakespeare must end below
+/// 2.0 nats/token validation loss. About 8–15 minutes on 2 cores, so ignored by default:
+/// `cargo test --release -p trainconsole-trainer -- --ignored full_small_run --nocapture`.
+#[test]
+#[ignore]
+fn full_small_run() {
+    let cfg = TrainConfig::small();
+    let corpus = Corpus::from_file(&shakespeare_path(), cfg.block_size).unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    let outcome = train(&cfg, &corpus, run_dir.path(), None, "full small run", &AbortHandle::new(), &mut events).unwrap();
+    let val_loss = outcome.val_loss.unwrap();
+    println!(
+        "small preset, {} tokens: val_loss {val_loss:.4}, {:.0} train tokens/s, wall {:.1} s",
+        outcome.tokens, outcome.tokens_per_sec, outcome.elapsed_secs
+    );
+    assert_eq!((outcome.state, outcome.step), (RunState::Completed, 977));
+    assert!(val_loss < 2.0, "val_loss {val_loss}");
+}
