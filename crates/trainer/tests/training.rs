@@ -2,8 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Var;
 use trainconsole_protocol::{Event, EventBody, RunState};
-use trainconsole_trainer::{AbortHandle, Corpus, TrainConfig, TrainError, load_checkpoint, resume_config, train};
+use trainconsole_trainer::{
+    AbortHandle, Corpus, TrainConfig, TrainError, load_checkpoint, resume_config, save_checkpoint, train,
+};
 
 fn shakespeare_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/tinyshakespeare.txt")
@@ -239,6 +242,43 @@ fn resume_rejects_a_different_model_and_allows_a_new_budget() {
     assert_eq!((outcome.state, outcome.step), (RunState::Completed, 3));
 }
 
+#[test]
+fn non_finite_loss_is_reported_and_changes_no_weight() {
+    let cfg = tiny(100);
+    let corpus = shakespeare_prefix(20_000, cfg.block_size);
+    let run_dir = tempfile::tempdir().unwrap();
+    let (_, first) = run_aborting_at(&cfg, &corpus, run_dir.path(), None, 1);
+    let mut checkpoint = load_checkpoint(&first.unwrap().checkpoint).unwrap();
+
+    // Poison the final LayerNorm gain: every logit, hence every loss, becomes NaN.
+    let gain = checkpoint.weights["ln_f.weight"].clone();
+    let poisoned = (gain.ones_like().unwrap() * f64::NAN).unwrap();
+    checkpoint.weights.insert("ln_f.weight".to_string(), poisoned);
+    let vars: Vec<(String, Var)> =
+        checkpoint.weights.iter().map(|(name, t)| (name.clone(), Var::from_tensor(t).unwrap())).collect();
+    let poisoned_dir = tempfile::tempdir().unwrap();
+    let poisoned_checkpoint =
+        save_checkpoint(poisoned_dir.path(), &checkpoint.meta, &vars, &checkpoint.optimizer).unwrap();
+
+    let cfg3 = resume_config(&poisoned_checkpoint, Some(3 * 128)).unwrap();
+    let mut events = Vec::new();
+    let outcome =
+        train(&cfg3, &corpus, run_dir.path(), Some(&poisoned_checkpoint), "nan", &AbortHandle::new(), &mut events)
+            .unwrap();
+    assert_eq!((outcome.state, outcome.step), (RunState::Completed, 3));
+    let reported = steps(&events);
+    assert_eq!(reported.iter().map(|s| s.step).collect::<Vec<_>>(), vec![2, 3]);
+    for step in reported {
+        assert!(step.loss.is_nan() && step.grad_norm.is_none(), "{step:?}");
+    }
+    assert!(outcome.val_loss.unwrap().is_nan());
+    // No update was applied: same weights (apart from the NaNs) and AdamW step count.
+    let last = load_checkpoint(&outcome.checkpoint).unwrap();
+    assert_eq!(last.optimizer.step, 1);
+    let values = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(values(&last.weights["wte.weight"]), values(&checkpoint.weights["wte.weight"]));
+}
+
 /// The acceptance figure of the default preset: 2M tokens of Tiny Shakespeare must end below
 /// 2.0 nats/token validation loss. About 8–15 minutes on 2 cores, so ignored by default:
 /// `cargo test --release -p trainconsole-trainer -- --ignored full_small_run --nocapture`.
@@ -249,7 +289,8 @@ fn full_small_run() {
     let corpus = Corpus::from_file(&shakespeare_path(), cfg.block_size).unwrap();
     let run_dir = tempfile::tempdir().unwrap();
     let mut events = Vec::new();
-    let outcome = train(&cfg, &corpus, run_dir.path(), None, "full small run", &AbortHandle::new(), &mut events).unwrap();
+    let outcome =
+        train(&cfg, &corpus, run_dir.path(), None, "full small run", &AbortHandle::new(), &mut events).unwrap();
     let val_loss = outcome.val_loss.unwrap();
     println!(
         "small preset, {} tokens: val_loss {val_loss:.4}, {:.0} train tokens/s, wall {:.1} s",
