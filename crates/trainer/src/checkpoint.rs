@@ -74,6 +74,36 @@ pub fn checkpoint_dir_name(step: u64) -> String {
     format!("step-{step:06}")
 }
 
+/// Delete all but the newest `keep` checkpoints of `run_dir` (by step), so that periodic
+/// checkpoints of a long run do not fill the disk. `keep == 0` keeps all. Only complete
+/// checkpoint directories named `step-NNNNNN` are touched; returns the ones removed.
+///
+/// # Errors
+/// [`TrainError::Io`] naming the directory that could not be listed or removed.
+pub fn prune_checkpoints(run_dir: &Path, keep: usize) -> Result<Vec<PathBuf>, TrainError> {
+    let root = run_dir.join(CHECKPOINTS_DIR);
+    if keep == 0 || !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(&root).map_err(|e| TrainError::io("cannot list directory", &root, e))?;
+    let mut steps: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let step = name.to_str()?.strip_prefix("step-")?.parse::<u64>().ok()?;
+            entry.path().is_dir().then(|| (step, entry.path()))
+        })
+        .collect();
+    steps.sort();
+    let excess = steps.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for (_, dir) in steps.into_iter().take(excess) {
+        std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io("cannot remove old checkpoint", &dir, e))?;
+        removed.push(dir);
+    }
+    Ok(removed)
+}
+
 /// Write a checkpoint of `params` and `optimizer` to `<run_dir>/checkpoints/step-<meta.step>/`
 /// atomically (see the module docs) and return that directory. An existing checkpoint of the
 /// same step is replaced; a leftover `.tmp` directory from an interrupted save is removed.
@@ -244,6 +274,23 @@ mod tests {
         let grads = model.loss(&idx, &idx).unwrap().backward().unwrap();
         optimizer.step(&grads, 1e-3).unwrap();
         (cfg, params, optimizer)
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(CHECKPOINTS_DIR);
+        for step in [250, 1000, 500, 750] {
+            std::fs::create_dir_all(root.join(checkpoint_dir_name(step))).unwrap();
+        }
+        std::fs::create_dir_all(root.join("step-001250.tmp")).unwrap();
+        let removed = prune_checkpoints(dir.path(), 2).unwrap();
+        assert_eq!(removed, vec![root.join("step-000250"), root.join("step-000500")]);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec!["step-000750", "step-001000", "step-001250.tmp"]);
+        assert_eq!(prune_checkpoints(dir.path(), 0).unwrap(), Vec::<PathBuf>::new());
     }
 
     fn meta(cfg: &TrainConfig, step: u64) -> CheckpointMeta {

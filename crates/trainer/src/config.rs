@@ -62,6 +62,14 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Write a checkpoint every this many steps; 0 means only the final checkpoint.
     pub checkpoint_interval: u64,
+    /// Checkpoints kept in the run directory: after each save, older ones beyond this many
+    /// are deleted (the newest, including the final one, always stays); 0 keeps all.
+    #[serde(default = "default_keep_checkpoints")]
+    pub keep_checkpoints: usize,
+}
+
+fn default_keep_checkpoints() -> usize {
+    3
 }
 
 impl Default for TrainConfig {
@@ -102,6 +110,7 @@ impl TrainConfig {
             sample_tokens: 200,
             seed: 1337,
             checkpoint_interval: 250,
+            keep_checkpoints: default_keep_checkpoints(),
         }
     }
 

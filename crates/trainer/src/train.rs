@@ -25,8 +25,8 @@ pub const SAMPLE_PROMPT: u8 = b'\n';
 
 /// Config fields that may differ between a checkpoint and the config used to resume it: the
 /// budget and the evaluation/checkpoint cadence. Every other field must be equal.
-pub const RESUME_MUTABLE_FIELDS: [&str; 5] =
-    ["max_tokens", "eval_interval", "eval_iters", "sample_tokens", "checkpoint_interval"];
+pub const RESUME_MUTABLE_FIELDS: [&str; 6] =
+    ["max_tokens", "eval_interval", "eval_iters", "sample_tokens", "checkpoint_interval", "keep_checkpoints"];
 
 /// Cloneable request to stop a run (an `Arc<AtomicBool>`). The loop checks it between steps,
 /// between validation batches and between sampled tokens; once requested, the run stops
@@ -366,6 +366,9 @@ impl Saver<'_> {
         let dir = save_checkpoint(self.run_dir, &meta, self.params, &optimizer.state())?;
         tracing::debug!(step, path = %dir.display(), "checkpoint written");
         sink.emit(Event::now(Checkpoint { step, tokens, path: dir.display().to_string() }));
+        for old in crate::checkpoint::prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)? {
+            tracing::debug!(path = %old.display(), "old checkpoint removed");
+        }
         Ok(dir)
     }
 }
