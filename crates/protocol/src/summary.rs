@@ -50,6 +50,8 @@ pub struct RunSummary {
     pub step: u64,
     /// Tokens trained, cumulative (the true count, even past the budget).
     pub tokens: u64,
+    /// Tokens already trained when the run started: 0, or the checkpoint's count on resume.
+    pub start_tokens: u64,
     /// Fraction of the budget done, in `[0, 1]` (tokens over budget, else steps over total
     /// steps); `None` when no budget is known.
     pub progress: Option<f64>,
@@ -121,6 +123,7 @@ impl RunSummary {
                 self.total_steps = start.total_steps;
                 self.step = start.start_step;
                 self.tokens = start.start_tokens;
+                self.start_tokens = start.start_tokens;
                 self.state = RunState::Running;
                 self.start_time.get_or_insert(time);
                 self.meter = ThroughputMeter::default();

@@ -42,8 +42,30 @@ struct AppState {
     assets: Assets,
 }
 
-/// The console's router: API, stream and page.
+/// Which `Host` headers the console answers: a page on another site whose name resolves to
+/// 127.0.0.1 (DNS rebinding) sends its own name as `Host`, and is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllowedHosts {
+    /// Loopback names only: `127.0.0.1`, `localhost` and `[::1]`, on any port.
+    Loopback,
+    /// Any name: the server was bound to a non-loopback address on purpose.
+    Any,
+}
+
+impl AllowedHosts {
+    /// The policy for a server bound to `addr`.
+    pub fn for_bind_address(addr: std::net::SocketAddr) -> Self {
+        if addr.ip().is_loopback() { AllowedHosts::Loopback } else { AllowedHosts::Any }
+    }
+}
+
+/// The console's router: API, stream and page, answering only loopback `Host` names.
 pub fn router(hub: Hub, assets: Assets) -> Router {
+    router_for_hosts(hub, assets, AllowedHosts::Loopback)
+}
+
+/// The console's router, answering the `Host` names `hosts` allows.
+pub fn router_for_hosts(hub: Hub, assets: Assets, hosts: AllowedHosts) -> Router {
     Router::new()
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
@@ -52,7 +74,31 @@ pub fn router(hub: Hub, assets: Assets) -> Router {
         .route("/api/runs/{id}/abort", post(abort))
         .fallback(page)
         .layer(middleware::from_fn(same_origin_only))
+        .layer(middleware::from_fn_with_state(hosts, known_host_only))
         .with_state(AppState { hub, assets })
+}
+
+/// Refuse (403) a request whose `Host` is not one of this console's names, before any handler.
+async fn known_host_only(State(hosts): State<AllowedHosts>, request: Request, next: Next) -> Response {
+    if hosts == AllowedHosts::Loopback {
+        if let Some(host) = request.headers().get(header::HOST) {
+            let host = host.to_str().unwrap_or("");
+            if !is_loopback_host(host) {
+                let message = format!("Host {host:?} is not this console's address; open it as http://127.0.0.1:PORT");
+                return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// `127.0.0.1`, `localhost` or `[::1]`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }),
+    };
+    matches!(name.to_ascii_lowercase().as_str(), "127.0.0.1" | "localhost" | "::1")
 }
 
 /// An API error: a status and `{"error": message}` (plus `state` where it helps).
@@ -76,6 +122,7 @@ impl From<HubError> for ApiError {
             HubError::Finished { state, .. } | HubError::NoProducer { state, .. } => {
                 ApiError { status: StatusCode::CONFLICT, message: err.to_string(), state: Some(*state) }
             }
+            HubError::OtherProcess { .. } => ApiError::new(StatusCode::CONFLICT, err.to_string()),
             HubError::Store(_) | HubError::WriterGone => {
                 tracing::error!("{err}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
@@ -361,4 +408,19 @@ async fn page(State(app): State<AppState>, request: Request) -> Response {
         bytes,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_host_names() {
+        for host in ["127.0.0.1", "127.0.0.1:7437", "localhost:80", "LOCALHOST", "[::1]:7437", "[::1]"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["evil.example:7437", "127.0.0.1.evil.example", "localhost.evil:1", "10.0.0.1:7437", "", "[::2]:1"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 }

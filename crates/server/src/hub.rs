@@ -14,7 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use trainconsole_protocol::{Event, EventBody, RunState, RunSummary, StateChange, StoredEvent};
+use trainconsole_protocol::{Event, RunState, RunSummary, StateChange, StoredEvent};
+
+/// File in a run's directory that the process training it keeps locked while it runs; it
+/// holds that process's console address. Another process (`trainconsole serve` on the same
+/// runs directory) sees the lock and follows the run from the store instead of calling it
+/// interrupted.
+pub const PRODUCER_LOCK_FILE: &str = "producer.lock";
+/// How often a run trained by another process is read back from the store.
+pub const FOREIGN_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Capacity of the channel from producers to the writer, in batches.
 pub const WRITE_QUEUE_BATCHES: usize = 1024;
@@ -36,6 +44,9 @@ pub enum HubError {
     /// The run has ended; nothing can be asked of it.
     #[error("run {id} has already ended ({state})")]
     Finished { id: String, state: RunState },
+    /// The run is trained by another process, whose console can abort it.
+    #[error("run {id} is trained by another trainconsole process; abort it from that process's console at {console}")]
+    OtherProcess { id: String, console: String },
     /// The run has no producer in this process that could be asked to stop.
     #[error("run {id} has no live trainer attached to this console ({state}); nothing to abort")]
     NoProducer { id: String, state: RunState },
@@ -54,12 +65,42 @@ pub struct RunEntry {
     live: broadcast::Sender<Arc<[StoredEvent]>>,
     abort: Mutex<Option<AbortFn>>,
     abort_sent: AtomicBool,
+    /// Held (locked) while this process produces the run; see [`PRODUCER_LOCK_FILE`].
+    producer_lock: Mutex<Option<std::fs::File>>,
+    /// Console address of the other process that trains this run, while it does.
+    other_console: Mutex<Option<String>>,
 }
 
 impl RunEntry {
     fn new(id: String, summary: RunSummary) -> Self {
         let (live, _) = broadcast::channel(LIVE_BROADCAST_BATCHES);
-        Self { id, summary: Mutex::new(summary), live, abort: Mutex::new(None), abort_sent: AtomicBool::new(false) }
+        Self {
+            id,
+            summary: Mutex::new(summary),
+            live,
+            abort: Mutex::new(None),
+            abort_sent: AtomicBool::new(false),
+            producer_lock: Mutex::new(None),
+            other_console: Mutex::new(None),
+        }
+    }
+
+    /// Fold newly stored events into the summary, then broadcast them to live viewers.
+    fn publish_stored(&self, stored: Vec<StoredEvent>) {
+        {
+            let mut summary = lock(&self.summary);
+            for event in &stored {
+                summary.apply(event);
+            }
+            if summary.state.is_finished() {
+                // An ended run cannot be aborted any more.
+                *lock(&self.abort) = None;
+            }
+        }
+        if !stored.is_empty() {
+            // No receiver is fine: nobody is watching.
+            let _ = self.live.send(stored.into());
+        }
     }
 
     /// The run's id.
@@ -140,14 +181,21 @@ impl Hub {
 
     /// Create a new run named `name` whose producer lives in this process; `abort` is called
     /// (once) when a viewer asks the run to stop.
-    pub fn create_run(&self, name: &str, abort: AbortFn) -> Result<Arc<RunEntry>, HubError> {
+    ///
+    /// `console_url` is this process's console address; it is written into the run's
+    /// [`PRODUCER_LOCK_FILE`], which stays locked until [`Hub::detach_producer`].
+    pub fn create_run(&self, name: &str, console_url: &str, abort: AbortFn) -> Result<Arc<RunEntry>, HubError> {
         let created_time = trainconsole_protocol::event::unix_time_secs();
         let id = new_run_id(created_time);
+        let run_dir = self.inner.runs_dir.join(&id);
+        let lock_file = take_producer_lock(&run_dir, console_url)
+            .map_err(|source| StoreError::RunsDir { path: run_dir.clone(), source })?;
         self.read(|store| store.create_run(&StoredRun { id: id.clone(), created_time, name: name.to_string() }))?;
         let mut summary = RunSummary::new(&id);
         summary.name = name.to_string();
         let entry = Arc::new(RunEntry::new(id.clone(), summary));
         *lock(&entry.abort) = Some(abort);
+        *lock(&entry.producer_lock) = Some(lock_file);
         lock(&self.inner.runs).insert(id, entry.clone());
         Ok(entry)
     }
@@ -166,11 +214,29 @@ impl Hub {
         if !exists {
             return Err(HubError::UnknownRun(id.to_string()));
         }
+        let other_console = producer_elsewhere(&self.inner.runs_dir.join(id));
         let mut summary = summary;
-        summary.mark_interrupted();
+        if other_console.is_none() {
+            summary.mark_interrupted();
+        }
         let mut runs = lock(&self.inner.runs);
-        let entry = runs.entry(id.to_string()).or_insert_with(|| Arc::new(RunEntry::new(id.to_string(), summary)));
-        Ok(entry.clone())
+        if let Some(entry) = runs.get(id) {
+            return Ok(entry.clone());
+        }
+        let entry = Arc::new(RunEntry::new(id.to_string(), summary));
+        runs.insert(id.to_string(), entry.clone());
+        drop(runs);
+        if let Some(console) = other_console {
+            *lock(&entry.other_console) = Some(console);
+            let (hub, followed) = (self.clone(), entry.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("trainconsole-follow-{id}"))
+                .spawn(move || follow_other_process(hub, followed));
+            if let Err(err) = spawned {
+                tracing::warn!("cannot follow run {id} trained by another process: {err}");
+            }
+        }
+        Ok(entry)
     }
 
     /// Summaries of all runs, newest first.
@@ -213,6 +279,9 @@ impl Hub {
         if state.is_finished() {
             return Err(HubError::Finished { id: id.to_string(), state });
         }
+        if let Some(console) = lock(&entry.other_console).clone() {
+            return Err(HubError::OtherProcess { id: id.to_string(), console });
+        }
         // Lock order: never take `summary` while holding `abort` (the writer does the reverse).
         let already_sent = {
             let abort = lock(&entry.abort);
@@ -236,6 +305,7 @@ impl Hub {
     pub fn detach_producer(&self, id: &str) {
         if let Some(entry) = lock(&self.inner.runs).get(id) {
             *lock(&entry.abort) = None;
+            *lock(&entry.producer_lock) = None;
         }
     }
 
@@ -398,8 +468,7 @@ fn write_run_batch(hub: &Hub, store: &mut Store, run_id: &str, requests: Vec<Wri
             return;
         }
     };
-    let mut summary = lock(&entry.summary);
-    let mut seq = summary.last_seq;
+    let mut seq = entry.summary().last_seq;
     let mut acks = Vec::new();
     let mut stored = Vec::new();
     for request in requests {
@@ -411,18 +480,7 @@ fn write_run_batch(hub: &Hub, store: &mut Store, run_id: &str, requests: Vec<Wri
     }
     match store.append(run_id, &stored) {
         Ok(()) => {
-            for event in &stored {
-                summary.apply(event);
-            }
-            if stored.iter().any(|e| matches!(e.event.body, EventBody::State(_))) && summary.state.is_finished() {
-                // An ended run cannot be aborted any more.
-                *lock(&entry.abort) = None;
-            }
-            drop(summary);
-            if !stored.is_empty() {
-                // No receiver is fine: nobody is watching.
-                let _ = entry.live.send(stored.into());
-            }
+            entry.publish_stored(stored);
             for (ack, seq) in acks {
                 let _ = ack.send(Ok(seq));
             }
@@ -434,6 +492,55 @@ fn write_run_batch(hub: &Hub, store: &mut Store, run_id: &str, requests: Vec<Wri
             }
         }
     }
+}
+
+/// Create `run_dir` and its producer lock file holding `console_url`, locked exclusively.
+fn take_producer_lock(run_dir: &Path, console_url: &str) -> std::io::Result<std::fs::File> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(run_dir)?;
+    let mut file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(run_dir.join(PRODUCER_LOCK_FILE))?;
+    file.try_lock().map_err(std::io::Error::other)?;
+    file.write_all(console_url.as_bytes())?;
+    file.flush()?;
+    Ok(file)
+}
+
+/// The console address of another process that holds `run_dir`'s producer lock, if one does.
+fn producer_elsewhere(run_dir: &Path) -> Option<String> {
+    let file = std::fs::File::open(run_dir.join(PRODUCER_LOCK_FILE)).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Some(std::fs::read_to_string(run_dir.join(PRODUCER_LOCK_FILE)).unwrap_or_default())
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
+/// Follow a run trained by another process: read its new events from the store every
+/// [`FOREIGN_POLL_INTERVAL`] and publish them here, until that process lets go of the run.
+fn follow_other_process(hub: Hub, entry: Arc<RunEntry>) {
+    let run_dir = hub.runs_dir().join(entry.id());
+    loop {
+        let alive = producer_elsewhere(&run_dir).is_some();
+        loop {
+            let after = entry.summary().last_seq;
+            match hub.read(|store| store.events_after(entry.id(), after, 10_000)) {
+                Ok(events) if events.is_empty() => break,
+                Ok(events) => entry.publish_stored(events),
+                Err(err) => {
+                    tracing::warn!("following run {}: {err}", entry.id());
+                    break;
+                }
+            }
+        }
+        if !alive || *hub.inner.shutdown.borrow() {
+            break;
+        }
+        std::thread::sleep(FOREIGN_POLL_INTERVAL);
+    }
+    *lock(&entry.other_console) = None;
+    lock(&entry.summary).mark_interrupted();
 }
 
 /// Fold every stored event of `id` into a summary.

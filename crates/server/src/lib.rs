@@ -9,7 +9,8 @@ pub mod http;
 pub mod hub;
 pub mod store;
 
-pub use http::{Assets, router};
+pub use axum::Router;
+pub use http::{AllowedHosts, Assets, router, router_for_hosts};
 pub use hub::{Hub, HubError, Publisher, RunEntry};
 
 use std::net::SocketAddr;

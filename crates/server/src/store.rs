@@ -55,6 +55,10 @@ impl Store {
     /// writable; [`StoreError::Sqlite`] when the database cannot be opened (a damaged file
     /// is reported, never replaced).
     pub fn open(runs_dir: &Path) -> Result<Self, StoreError> {
+        if runs_dir.exists() && !runs_dir.is_dir() {
+            let source = std::io::Error::new(std::io::ErrorKind::NotADirectory, "it is a file, not a directory");
+            return Err(StoreError::RunsDir { path: runs_dir.to_path_buf(), source });
+        }
         std::fs::create_dir_all(runs_dir).map_err(|source| StoreError::RunsDir { path: runs_dir.to_path_buf(), source })?;
         check_writable(runs_dir)?;
         let path = runs_dir.join(DATABASE_FILE);

@@ -28,7 +28,7 @@ async fn hub_with_run(dir: &std::path::Path) -> (Hub, String, Arc<AtomicUsize>) 
     let hub = Hub::open(dir).unwrap();
     let aborts = Arc::new(AtomicUsize::new(0));
     let counter = aborts.clone();
-    let run = hub.create_run("test", Box::new(move || {
+    let run = hub.create_run("test", "http://127.0.0.1:7437", Box::new(move || {
         counter.fetch_add(1, Ordering::SeqCst);
     })).unwrap();
     let id = run.id().to_string();
@@ -121,6 +121,16 @@ async fn cross_origin_state_changes_are_refused() {
         assert_eq!(status, StatusCode::FORBIDDEN, "origin {origin}");
     }
     assert_eq!(aborts.load(Ordering::SeqCst), 0);
+    // DNS rebinding: another site's name resolving to 127.0.0.1 is not this console.
+    let request = Request::post(uri.as_str()).header("host", "evil.example:7437").header("origin", "http://evil.example:7437");
+    let response = router(hub.clone(), PAGE).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = router(hub.clone(), PAGE)
+        .oneshot(Request::get("/api/runs").header("host", "evil.example:7437").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(aborts.load(Ordering::SeqCst), 0);
     // Reads from any page are fine; the console's own origin may abort.
     let (status, _) = call(&hub, "GET", &format!("/api/runs/{id}"), Some("http://evil.example")).await;
     assert_eq!(status, StatusCode::OK);
@@ -150,6 +160,8 @@ async fn past_runs_without_an_end_show_as_interrupted() {
     let id = {
         let (hub, id, _) = hub_with_run(dir.path()).await;
         hub.append(&id, (1..=3).map(step).collect()).await.unwrap();
+        // The producer goes away without reporting an end (as a killed process would).
+        hub.detach_producer(&id);
         id
     };
     let hub = Hub::open(dir.path()).unwrap();
@@ -277,4 +289,46 @@ async fn shutdown_says_bye_after_the_last_events() {
         }
     }
     assert_eq!(kinds, vec!["events", "bye"]);
+}
+
+#[tokio::test]
+async fn a_run_trained_by_another_process_is_followed_live_not_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    // `producer` stands for `trainconsole train`, `viewer` for `trainconsole serve` on the same
+    // runs directory (the producer lock works between open files as between processes).
+    let (producer, id, aborts) = hub_with_run(dir.path()).await;
+    producer.append(&id, (1..=3).map(step).collect()).await.unwrap();
+    let viewer = Hub::open(dir.path()).unwrap();
+    let (_, summary) = call(&viewer, "GET", &format!("/api/runs/{id}"), None).await;
+    assert_eq!(summary["state"], "running");
+    assert_eq!(summary["step"], 3);
+
+    producer.append(&id, (4..=6).map(step).collect()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, summary) = call(&viewer, "GET", &format!("/api/runs/{id}"), None).await;
+        if summary["step"] == 6 {
+            assert_eq!(summary["last_seq"], 7);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the viewer did not follow: {summary}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (status, body) = call(&viewer, "POST", &format!("/api/runs/{id}/abort"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("http://127.0.0.1:7437"), "names the other console: {body}");
+    assert_eq!(aborts.load(Ordering::SeqCst), 0);
+
+    // The producer stops without an end state: the viewer then calls the run interrupted.
+    producer.detach_producer(&id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, summary) = call(&viewer, "GET", &format!("/api/runs/{id}"), None).await;
+        if summary["state"] == "interrupted" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {summary}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

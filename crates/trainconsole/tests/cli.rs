@@ -35,6 +35,7 @@ fn bad_data_files_get_clear_errors() {
     let missing = dir.path().join("missing.txt");
     let err = train_fails(&["--data", missing.to_str().unwrap()]);
     assert!(err.contains("missing.txt"), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "the cause is said once: {err}");
 
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, b"").unwrap();
@@ -123,4 +124,78 @@ fn a_tiny_run_completes_prints_a_summary_and_keeps_its_history() {
     serve.kill().unwrap();
     serve.wait().unwrap();
     assert!(line.contains("serving 1 run(s)"), "{line}");
+}
+
+#[test]
+fn serve_refuses_a_missing_runs_dir_and_train_a_file_as_runs_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = exe().args(["serve", "--port", "0", "--runs-dir"]).arg(dir.path().join("typo")).output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(err.contains("no runs directory") && err.contains("typo"), "{err}");
+    assert!(!dir.path().join("typo").exists(), "nothing was created");
+
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let output = exe().args(["train", "--preset", "tiny", "--port", "0", "--data"]).arg(shakespeare()).arg("--runs-dir").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(err.contains("cannot use runs directory") && err.contains("not a directory"), "{err}");
+}
+
+/// Start a tiny run with a budget it will not reach; returns the child and its first line.
+fn start_long_tiny_run(runs: &Path, extra: &[&str]) -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = exe()
+        .args(["train", "--port", "0", "--no-progress", "--max-tokens", "100000000", "--data"])
+        .arg(shakespeare())
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    (child, stdout, first)
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_a_checkpoint_and_resume_continues_from_it() {
+    let runs = tempfile::tempdir().unwrap();
+    let (mut child, mut stdout, first) = start_long_tiny_run(runs.path(), &["--preset", "tiny"]);
+    assert!(first.contains("console at"), "{first}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.contains(" aborted at step "), "{rest}");
+    let checkpoint = rest.rsplit("checkpoint ").next().unwrap().trim().to_string();
+    assert!(Path::new(&checkpoint).join("meta.json").is_file(), "{checkpoint}");
+    let step: u64 = rest.split(" aborted at step ").nth(1).unwrap().split(':').next().unwrap().parse().unwrap();
+
+    // A preset that does not match the checkpoint is refused, with the reason.
+    let output = exe()
+        .args(["train", "--port", "0", "--no-progress", "--preset", "small", "--resume", &checkpoint, "--data"])
+        .arg(shakespeare())
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(err.contains("--preset small does not match the checkpoint"), "{err}");
+
+    // Resuming continues from the checkpoint's step, under a name that says so.
+    let (mut child, mut stdout, first) = start_long_tiny_run(runs.path(), &["--resume", &checkpoint]);
+    assert!(first.contains(&format!("(resumed from step {step})")), "{first}");
+    std::thread::sleep(Duration::from_millis(800));
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    let resumed_step: u64 = rest.split(" aborted at step ").nth(1).unwrap().split(':').next().unwrap().parse().unwrap();
+    assert!(resumed_step > step, "resumed run went on from {step} to {resumed_step}: {rest}");
 }
