@@ -3,6 +3,7 @@ import {
   DASH,
   formatClock,
   formatCompact,
+  formatCount,
   formatDuration,
   formatEta,
   formatFloat,
@@ -45,6 +46,17 @@ describe('token counter', () => {
     expect(formatTokenCounter(81_920, null)).toBe('81,920 tokens')
     expect(formatStepCounter(40, 48_828)).toBe('step 40 / 48,828')
     expect(formatStepCounter(40, null)).toBe('step 40')
+  })
+
+  it('uses the singular for exactly one', () => {
+    expect(formatCount(0, 'step')).toBe('0 steps')
+    expect(formatCount(1, 'step')).toBe('1 step')
+    expect(formatCount(2, 'step')).toBe('2 steps')
+    expect(formatCount(1, 'eval')).toBe('1 eval')
+    expect(formatCount(1234, 'eval')).toBe('1,234 evals')
+    expect(formatCount(1, 'entry', 'entries')).toBe('1 entry')
+    expect(formatCount(3, 'entry', 'entries')).toBe('3 entries')
+    expect(formatCount(null, 'step')).toBe('— steps')
   })
 
   it('shows the percent rounded down to a tenth', () => {

@@ -85,6 +85,14 @@ export function formatTokenCounter(tokens: number | null | undefined, total: num
   return `${formatInt(tokens)} / ${formatInt(total)} tokens`
 }
 
+/**
+ * A count with its noun, singular for exactly one: (1, "step") → "1 step",
+ * (2, "step") → "2 steps", (1234, "eval") → "1,234 evals". `plural` defaults to noun + "s".
+ */
+export function formatCount(n: number | null | undefined, noun: string, plural = `${noun}s`): string {
+  return `${formatInt(n)} ${finite(n) && Math.round(n) === 1 ? noun : plural}`
+}
+
 /** The step counter: "step 120 / 4,882" (or "step 120" without a total). */
 export function formatStepCounter(step: number | null | undefined, total: number | null | undefined): string {
   if (!finite(total)) return `step ${formatInt(step)}`

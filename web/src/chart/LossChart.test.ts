@@ -57,7 +57,9 @@ beforeEach(() => {
     class {
       moveTo() {}
       lineTo() {}
-      arc() {}
+      arc(x: number, y: number, r: number) {
+        calls.push(`path.arc(${x},${y},${r})`)
+      }
     },
   )
   Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden })
@@ -140,7 +142,29 @@ describe('LossChart', () => {
     const legend = container.querySelector('.loss-chart__legend')!
     expect(Array.from(legend.querySelectorAll('li')).map((li) => li.textContent)).toEqual(['train loss—', 'val loss3.5000'])
     expect(chart.canvas.getAttribute('role')).toBe('img')
-    expect(chart.canvas.getAttribute('aria-label')).toBe('Loss by step. train loss: 2 points; val loss: 1 points, latest 3.5000.')
+    expect(chart.canvas.getAttribute('aria-label')).toBe('Loss by step. train loss: 2 points; val loss: 1 point, latest 3.5000.')
+    chart.destroy()
+  })
+
+  it('draws the only point of a series as a dot', () => {
+    const train = new XYSeries()
+    const chart = makeChart(train)
+    train.push(1, 5)
+    chart.invalidate()
+    calls.length = 0
+    runFrames()
+    // x domain [1, 2] → the left edge of the plot (46: y labels "4.6"… are 18px + 28);
+    // y domain 5 ± 0.5 → the middle of 12…260.
+    expect(calls.filter((c) => c.startsWith('path.arc'))).toEqual([`path.arc(46,136,3)`])
+    expect(calls).toContain('fill()')
+    expect(chart.canvas.getAttribute('aria-label')).toBe('Loss by step. train loss: 1 point, latest 5.0000; val loss: 0 points.')
+
+    // Two points make a line: no dot any more.
+    train.push(2, 4.5)
+    chart.invalidate()
+    calls.length = 0
+    runFrames()
+    expect(calls.filter((c) => c.startsWith('path.arc'))).toEqual([])
     chart.destroy()
   })
 

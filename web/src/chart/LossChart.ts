@@ -10,7 +10,7 @@
 //
 // Non-features for now: zoom, hover tooltip, log axis, smoothing (see the module README).
 
-import { reduceMinMax, tracePath } from './path'
+import { loneVertices, reduceMinMax, tracePath } from './path'
 import { formatTick, linearScale, niceTicks, paddedDomain, type LinearScale } from './scale'
 import { lowerBound, upperBound, type Extent, type XYSeries } from './series'
 
@@ -71,6 +71,8 @@ export function readTheme(el: Element, series: readonly ChartSeries[]): ChartThe
 const MARGIN = { top: 12, right: 16, bottom: 40, leftMin: 40 }
 const Y_TITLE_SPACE = 18
 const TICK_TARGET_PX = { x: 90, y: 48 }
+/** Radius of a data point drawn as a dot, in CSS pixels. */
+const DOT_RADIUS = 3
 
 /** Union of the finite y extents of several series over the visible x window. */
 function yExtentOf(series: readonly ChartSeries[], x0: number, x1: number, whole: boolean): Extent | null {
@@ -247,7 +249,7 @@ export class LossChart {
       const y = s.data.lastY()
       const text = Number.isFinite(y) ? y.toFixed(4) : s.data.length > 0 ? '—' : ''
       if (this.legendValues[i].textContent !== text) this.legendValues[i].textContent = text
-      parts.push(`${s.label}: ${s.data.length} points${Number.isFinite(y) ? `, latest ${y.toFixed(4)}` : ''}`)
+      parts.push(`${s.label}: ${s.data.length} ${s.data.length === 1 ? 'point' : 'points'}${Number.isFinite(y) ? `, latest ${y.toFixed(4)}` : ''}`)
     })
     const label = `${this.options.ariaLabel ?? 'Chart'}. ${parts.join('; ')}.`
     if (this.canvas.getAttribute('aria-label') !== label) this.canvas.setAttribute('aria-label', label)
@@ -311,7 +313,8 @@ export class LossChart {
 
     ctx.save()
     ctx.beginPath()
-    ctx.rect(plotLeft, plotTop - 4, plotWidth, plotHeight + 8)
+    // A little room on every side, so a dot at the edge of the domain is drawn whole.
+    ctx.rect(plotLeft - DOT_RADIUS - 1, plotTop - 4, plotWidth + 2 * DOT_RADIUS + 2, plotHeight + 8)
     ctx.clip()
     series.forEach((s, i) => this.drawSeries(ctx, s, theme.series[i], xScale, yScale, plotWidth))
     ctx.restore()
@@ -394,18 +397,27 @@ export class LossChart {
     ctx.lineWidth = s.lineWidth ?? 1.5
     ctx.stroke(path)
 
+    ctx.fillStyle = color
+    const dots = new Path2D()
     if (s.style === 'line+points' && end - start <= plotWidth / 4) {
-      ctx.fillStyle = color
-      const dots = new Path2D()
       for (let i = start; i < end; i++) {
         const y = data.y[i]
         if (!Number.isFinite(y)) continue
         const px = xScale.map(data.x[i])
         const py = yScale.map(y)
-        dots.moveTo(px + 3, py)
-        dots.arc(px, py, 3, 0, Math.PI * 2)
+        dots.moveTo(px + DOT_RADIUS, py)
+        dots.arc(px, py, DOT_RADIUS, 0, Math.PI * 2)
       }
-      ctx.fill(dots)
+    } else {
+      // A point with no neighbour makes no line (the first step, a value between two
+      // non-finite ones): show it as a dot.
+      const lone = loneVertices(vertices)
+      if (lone.length === 0) return
+      for (let i = 0; i < lone.length; i += 2) {
+        dots.moveTo(lone[i] + DOT_RADIUS, lone[i + 1])
+        dots.arc(lone[i], lone[i + 1], DOT_RADIUS, 0, Math.PI * 2)
+      }
     }
+    ctx.fill(dots)
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { reduceMinMax, tracePath, vertexCount } from './path'
+import { loneVertices, reduceMinMax, tracePath, vertexCount } from './path'
 import { linearScale } from './scale'
 
 function pairs(v: Float64Array): [number, number][] {
@@ -98,5 +98,29 @@ describe('reduceMinMax', () => {
     const calls: string[] = []
     tracePath({ moveTo: (a, b) => calls.push(`M${a},${b}`), lineTo: (a, b) => calls.push(`L${a},${b}`) }, v)
     expect(calls).toEqual(['M0,3', 'L0.2,3', 'L0.2,1', 'L0.4,2', 'L5,4'])
+  })
+})
+
+describe('loneVertices', () => {
+  it('finds the vertices no segment touches', () => {
+    const x = linearScale([0, 5], [0, 500])
+    const y = linearScale([0, 10], [100, 0])
+    // 1 alone, then 3 → 4 a line, then 6 alone at the end.
+    const v = reduceMinMax([0, 1, 2, 3, 4, 5], [1, NaN, 3, 4, NaN, 6], 0, 6, x, y)
+    expect(Array.from(loneVertices(v))).toEqual([0, 90, 500, 40])
+  })
+
+  it('returns the only point of a one-point series', () => {
+    const x = linearScale([1, 2], [40, 140])
+    const y = linearScale([4.5, 5.5], [100, 0])
+    expect(Array.from(loneVertices(reduceMinMax([1], [5], 0, 1, x, y)))).toEqual([40, 50])
+  })
+
+  it('returns nothing for a line or for no data', () => {
+    const x = linearScale([0, 2], [0, 200])
+    const y = linearScale([0, 4], [400, 0])
+    expect(Array.from(loneVertices(reduceMinMax([0, 1, 2], [3, 2, 1], 0, 3, x, y)))).toEqual([])
+    expect(Array.from(loneVertices(reduceMinMax([0, 1], [NaN, Infinity], 0, 2, x, y)))).toEqual([])
+    expect(Array.from(loneVertices(new Float64Array(0)))).toEqual([])
   })
 })

@@ -114,6 +114,23 @@ export function vertexCount(vertices: Float64Array): number {
 }
 
 /**
+ * The vertices that no line segment touches: a single finite value between breaks (or at
+ * either end), such as the only point of a series. `tracePath` gives them a moveTo and
+ * nothing else, so they would not show; draw them as dots. Returns flat `[px, py, …]`.
+ */
+export function loneVertices(vertices: Float64Array): Float64Array {
+  const out: number[] = []
+  const n = vertices.length
+  for (let i = 0; i < n; i += 2) {
+    if (Number.isNaN(vertices[i])) continue
+    const before = i >= 2 && !Number.isNaN(vertices[i - 2])
+    const after = i + 2 < n && !Number.isNaN(vertices[i + 2])
+    if (!before && !after) out.push(vertices[i], vertices[i + 1])
+  }
+  return Float64Array.from(out)
+}
+
+/**
  * Trace reduced vertices into `path` (a CanvasPath such as Path2D or a 2D context):
  * moveTo after each break, lineTo otherwise.
  */

@@ -206,6 +206,7 @@ describe('TrainConsole', () => {
     expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
     expect(abortButton().disabled).toBe(true)
     expect(text('eta')).toBe('—') // no estimate without a server
+    expect(text('state')).toMatch(/^Not reporting\. /) // it was running when the server went away
   })
 
   it('has a chart element that counts its points', async () => {
@@ -225,7 +226,211 @@ describe('TrainConsole', () => {
     expect(chart.dataset.points).toBe('2')
     expect(chart.dataset.valPoints).toBe('1')
     expect(chart.querySelector('canvas')?.getAttribute('aria-label')).toBe(
-      'Loss by step. train loss: 2 points; val loss: 1 points, latest 4.1000.',
+      'Loss by step. train loss: 2 points; val loss: 1 point, latest 4.1000.',
     )
+  })
+
+  it('counts steps and evals in the singular for one', async () => {
+    const ws = await mount()
+    expect(text('chart-counts')).toBe('0 steps · 0 evals')
+    ws.send({
+      type: 'events',
+      events: [
+        { seq: 1, time: 1, kind: 'run_start', name: 'x', config: {}, start_step: 0, start_tokens: 0 },
+        { seq: 2, time: 2, kind: 'step', step: 1, tokens: 2048, loss: 4.2 },
+      ],
+      summary: { ...baseSummary, last_seq: 2 },
+    })
+    await flush()
+    expect(text('chart-counts')).toBe('1 step · 0 evals')
+    ws.send({
+      type: 'events',
+      events: [
+        { seq: 3, time: 3, kind: 'step', step: 2, tokens: 4096, loss: 4.0 },
+        { seq: 4, time: 4, kind: 'eval', step: 2, val_loss: 4.1 },
+      ],
+      summary: { ...baseSummary, last_seq: 4 },
+    })
+    await flush()
+    expect(text('chart-counts')).toBe('2 steps · 1 eval')
+  })
+
+  it('shows where a resumed run started, from its run_start event', async () => {
+    const ws = await mount()
+    expect(root.querySelector('[data-testid="resumed"]')).toBeNull()
+    ws.send({
+      type: 'events',
+      events: [
+        {
+          seq: 1,
+          time: 1,
+          kind: 'run_start',
+          name: 'x',
+          config: {},
+          start_step: 1200,
+          start_tokens: 2_457_600,
+          resumed_from: 'runs/r0/checkpoints/<step-1200>',
+        },
+        { seq: 2, time: 2, kind: 'step', step: 1201, tokens: 2_459_648, loss: 2.1 },
+      ],
+      summary: { ...baseSummary, last_seq: 2 },
+    })
+    await flush()
+    const dd = root.querySelector('[data-testid="resumed-from"]') as HTMLElement
+    expect(dd.closest('.details')).not.toBeNull() // in the run details panel
+    expect(`${dd.previousElementSibling?.textContent} ${text('resumed-from')}`).toBe(
+      'Resumed from runs/r0/checkpoints/<step-1200> (step 1,200)',
+    )
+    expect(dd.querySelector('code')?.textContent).toBe('runs/r0/checkpoints/<step-1200>') // as text, not HTML
+    expect(dd.querySelector('step-1200')).toBeNull()
+  })
+
+  it('shows no resume line for a fresh run', async () => {
+    const ws = await mount()
+    ws.send({
+      type: 'events',
+      events: [{ seq: 1, time: 1, kind: 'run_start', name: 'x', config: {}, start_step: 0, start_tokens: 0 }],
+      summary: { ...baseSummary, last_seq: 1 },
+    })
+    await flush()
+    expect(root.querySelector('[data-testid="resumed"]')).toBeNull()
+  })
+})
+
+describe('TrainConsole for an unknown run', () => {
+  it('shows only the banner with a link to all runs', async () => {
+    fetchMock.mockImplementation(async () => new Response('{"error":"no run with id nope"}', { status: 404 }))
+    root = document.createElement('div')
+    document.body.append(root)
+    app = createApp(TrainConsole, { runId: 'nope' })
+    app.mount(root)
+    FakeWebSocket.instances[0].onclose?.({ code: 1006 } as CloseEvent)
+    await flush()
+    expect(fetchMock).toHaveBeenCalledTimes(1)
+    expect(fetchMock.mock.calls[0][0]).toBe('/api/runs/nope')
+    expect(text('not-found')).toBe('There is no run with id nope. See all runs.')
+    expect(root.querySelector('[data-testid="not-found"] a')?.getAttribute('href')).toBe('/')
+    expect(root.querySelector('h1')?.textContent).toBe('Run not found')
+    expect(document.title).toBe('Run not found · trainconsole')
+    // None of the console.
+    for (const id of ['loss-chart', 'abort', 'state', 'connection', 'tokens', 'steps', 'sample', 'notice']) {
+      expect(root.querySelector(`[data-testid="${id}"]`), id).toBeNull()
+    }
+    expect(root.querySelectorAll('section')).toHaveLength(0)
+    expect(root.querySelector('main')?.children).toHaveLength(1)
+    expect(root.textContent).not.toContain('Waiting for the first step')
+  })
+})
+
+describe('TrainConsole focus after abort', () => {
+  it('moves focus to the status notice when the dialog closes with confirm, and keeps it there', async () => {
+    let respond!: (r: Response) => void
+    fetchMock.mockImplementation(() => new Promise<Response>((resolve) => (respond = resolve)))
+    const ws = await mount()
+    abortButton().focus()
+    abortButton().click()
+    await flush()
+    expect(document.activeElement?.getAttribute('data-testid')).toBe('confirm-cancel')
+    const ok = root.querySelector('[data-testid="confirm-ok"]') as HTMLButtonElement
+    ok.focus()
+    ok.click()
+    await flush()
+    // The dialog is closed, the request is in flight, the Abort button is disabled.
+    expect((root.querySelector('dialog') as HTMLDialogElement).open).toBe(false)
+    expect(abortButton().disabled).toBe(true)
+    const notice = root.querySelector('[data-testid="notice"]') as HTMLElement
+    expect(notice.getAttribute('tabindex')).toBe('-1')
+    expect(document.activeElement).toBe(notice)
+    expect(text('notice-headline')).toBe('Stopping… sending the abort request')
+
+    respond(new Response('{"state":"stopping"}', { status: 202 }))
+    await flush()
+    expect(text('notice-headline')).toBe('Stopping… abort requested')
+    expect(document.activeElement).toBe(notice)
+
+    ws.send({ type: 'events', events: [], summary: { ...baseSummary, state: 'stopping', last_seq: 42 } })
+    await flush()
+    ws.send({
+      type: 'events',
+      events: [],
+      summary: { ...baseSummary, state: 'aborted', last_seq: 45, step: 41, checkpoint_path: 'runs/r1/checkpoints/step-41', checkpoint_step: 41 },
+    })
+    await flush()
+    expect(text('notice-headline')).toBe('Aborted at step 41')
+    expect(document.activeElement).toBe(notice)
+  })
+
+  it('focuses the error notice when the abort is refused', async () => {
+    fetchMock.mockImplementation(async () => new Response('{"error":"the run has already ended","state":"completed"}', { status: 409 }))
+    await mount()
+    abortButton().focus()
+    abortButton().click()
+    await flush()
+    ;(root.querySelector('[data-testid="confirm-ok"]') as HTMLButtonElement).click()
+    await flush()
+    expect(text('notice-headline')).toBe('Cannot abort: the run has already ended')
+    expect(document.activeElement).toBe(root.querySelector('[data-testid="notice"]'))
+  })
+})
+
+describe('TrainConsole when the server goes away', () => {
+  const explanation =
+    'The console server went away while the run was live (last reported: Running). ' +
+    'Its current state is unknown; the page shows the last data received.'
+
+  function badge(): HTMLElement {
+    return root.querySelector('[data-testid="state"]') as HTMLElement
+  }
+
+  it('says "Not reporting" after bye while running, keeping the data', async () => {
+    const ws = await mount()
+    expect(badge().getAttribute('data-state')).toBe('running')
+    ws.send({ type: 'bye', reason: 'the console server is exiting' })
+    ws.onclose?.({ code: 1000 } as CloseEvent)
+    await flush()
+    expect(badge().firstChild?.nextSibling?.textContent).toBe('Not reporting')
+    expect(text('state')).toBe(`Not reporting. ${explanation}`)
+    expect(badge().getAttribute('title')).toBe(explanation)
+    expect(badge().getAttribute('data-state')).toBe('unknown')
+    expect(badge().getAttribute('data-last-state')).toBe('running')
+    expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
+    expect(text('loss')).toBe('2.3100')
+    expect(document.title).toBe('not reporting · tiny-shakespeare · trainconsole')
+  })
+
+  it('says "Not reporting" when the server stays unreachable (kill -9) while stopping', async () => {
+    vi.useFakeTimers()
+    try {
+      const ws = await mount({ ...baseSummary, state: 'stopping' })
+      fetchMock.mockImplementation(async () => {
+        throw new TypeError('connection refused')
+      })
+      ws.onclose?.({ code: 1006 } as CloseEvent) // lost, no bye
+      await flush()
+      expect(text('state')).toBe('Stopping')
+      // Five failed attempts in a row (the default) before the server counts as exited.
+      for (let i = 0; i < 5; i++) {
+        vi.advanceTimersByTime(20_000)
+        FakeWebSocket.instances[FakeWebSocket.instances.length - 1].onclose?.({ code: 1006 } as CloseEvent)
+        await flush()
+        if (i < 4) expect(text('state')).toBe('Stopping')
+      }
+      expect(root.querySelector('[data-testid="connection"]')?.getAttribute('data-status')).toBe('exited')
+      expect(text('state')).toBe(`Not reporting. ${explanation.replace('Running', 'Stopping')}`)
+      expect(badge().getAttribute('data-last-state')).toBe('stopping')
+      expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('keeps the final state of an ended run', async () => {
+    const ws = await mount({ ...baseSummary, state: 'completed' })
+    ws.send({ type: 'bye', reason: 'the run has ended' })
+    ws.onclose?.({ code: 1000 } as CloseEvent)
+    await flush()
+    expect(text('state')).toBe('Completed')
+    expect(badge().getAttribute('data-state')).toBe('completed')
+    expect(badge().hasAttribute('title')).toBe(false)
   })
 })

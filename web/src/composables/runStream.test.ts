@@ -82,6 +82,33 @@ describe('applyBatch', () => {
     )
     expect(r.applied).toBe(4)
     expect(data.train.length + data.val.length).toBe(0)
+    expect(data.resumed).toBeNull() // a fresh run
+  })
+
+  it('keeps where a resumed run started, from its run_start event', () => {
+    const data = createRunData()
+    expect(data.resumed).toBeNull()
+    applyBatch(
+      data,
+      [
+        {
+          seq: 1,
+          time: 1,
+          kind: 'run_start',
+          name: 'x',
+          config: {},
+          start_step: 1200,
+          start_tokens: 2_457_600,
+          resumed_from: 'runs/a/checkpoints/step-1200',
+        },
+        step(2, 1201, 2.1),
+      ],
+      null,
+    )
+    expect(data.resumed).toEqual({ path: 'runs/a/checkpoints/step-1200', step: 1200, tokens: 2_457_600 })
+    // A later replay of run_start (a duplicate) changes nothing.
+    applyBatch(data, [{ seq: 1, time: 1, kind: 'run_start', name: 'x', config: {}, start_step: 0, start_tokens: 0 }], null)
+    expect(data.resumed).toEqual({ path: 'runs/a/checkpoints/step-1200', step: 1200, tokens: 2_457_600 })
   })
 })
 

@@ -5,7 +5,16 @@
 import type { RunSummary, StoredEvent } from '../api/types'
 import { XYSeries } from '../chart/series'
 
-/** What the page keeps of a run: its latest summary and the chart series. */
+/** Where a resumed run started from, as its `run_start` event says. */
+export interface ResumeInfo {
+  /** The checkpoint it was resumed from (`resumed_from`). */
+  path: string
+  /** Steps and tokens already done at the checkpoint (`start_step`, `start_tokens`). */
+  step: number
+  tokens: number
+}
+
+/** What the page keeps of a run: its latest summary, the chart series, how it started. */
 export interface RunData {
   /** `seq` of the latest event applied; 0 before any. Resume with `after=lastSeq`. */
   lastSeq: number
@@ -17,10 +26,15 @@ export interface RunData {
   train: XYSeries
   /** Validation loss per eval: x = step, y = val_loss. */
   val: XYSeries
+  /**
+   * Set from the `run_start` event when it has `resumed_from` (the summary does not carry
+   * it); `null` for a fresh run and before `run_start` arrives.
+   */
+  resumed: ResumeInfo | null
 }
 
 export function createRunData(): RunData {
-  return { lastSeq: 0, eventCount: 0, summary: null, train: new XYSeries(4096), val: new XYSeries(256) }
+  return { lastSeq: 0, eventCount: 0, summary: null, train: new XYSeries(4096), val: new XYSeries(256), resumed: null }
 }
 
 /** A jump in `seq`: events `expected` … `got − 1` are missing. */
@@ -75,9 +89,17 @@ export function applyBatch(data: RunData, events: readonly StoredEvent[], summar
   return { applied, duplicates, gap, summaryChanged }
 }
 
-/** Add one (new, in-order) event to the series. Other kinds only move the summary. */
+/**
+ * Add one (new, in-order) event to the series, and note where a resumed run started.
+ * Other kinds only move the summary.
+ */
 function applyEvent(data: RunData, event: StoredEvent): void {
   switch (event.kind) {
+    case 'run_start':
+      data.resumed = event.resumed_from
+        ? { path: event.resumed_from, step: event.start_step, tokens: event.start_tokens }
+        : null
+      break
     case 'step':
       pushSorted(data.train, event.step, event.loss)
       break

@@ -99,6 +99,47 @@ describe('useRunStream', () => {
     expect(onData).toHaveBeenCalledTimes(2)
   })
 
+  it('keeps the resume point of the run_start event the stream delivers', () => {
+    const stream = start()
+    last().send({ type: 'events', events: [], summary: summary(0) })
+    expect(stream.resumed.value).toBeNull()
+    last().send({
+      type: 'events',
+      events: [
+        {
+          seq: 1,
+          time: 1000,
+          kind: 'run_start',
+          name: 'tiny',
+          config: {},
+          start_step: 500,
+          start_tokens: 1_024_000,
+          resumed_from: 'runs/r0/checkpoints/step-500',
+        },
+      ],
+      summary: summary(1),
+    })
+    expect(stream.resumed.value).toEqual({ path: 'runs/r0/checkpoints/step-500', step: 500, tokens: 1_024_000 })
+    // It stays through later batches and a reconnect that resumes after seq 1.
+    last().send(batch(2, 3))
+    last().drop()
+    vi.advanceTimersByTime(250)
+    expect(last().url).toBe('ws://127.0.0.1:9000/api/runs/r1/stream?after=3')
+    last().send(batch(4, 4))
+    expect(stream.resumed.value).toEqual({ path: 'runs/r0/checkpoints/step-500', step: 500, tokens: 1_024_000 })
+  })
+
+  it('has no resume point for a fresh run', () => {
+    const stream = start()
+    last().send({
+      type: 'events',
+      events: [{ seq: 1, time: 1000, kind: 'run_start', name: 'tiny', config: {}, start_step: 0, start_tokens: 0 }],
+      summary: summary(1),
+    })
+    expect(stream.eventCount.value).toBe(1)
+    expect(stream.resumed.value).toBeNull()
+  })
+
   it('parses non-finite summary floats', () => {
     const stream = start()
     last().send(batch(1, 1, { loss: 'NaN', grad_norm: 'Infinity', val_loss: '-Infinity' }))

@@ -21,6 +21,7 @@ import {
   streamUrl,
   type BackoffOptions,
   type LocationLike,
+  type ResumeInfo,
   type RunData,
 } from './runStream'
 
@@ -73,6 +74,8 @@ export interface RunStream {
   retryAt: ComputedRef<number | null>
   /** Why the server said bye, if it did. */
   byeReason: ComputedRef<string | null>
+  /** Where the run was resumed from (its `run_start` event); null for a fresh run. */
+  resumed: ComputedRef<ResumeInfo | null>
   /** Distinct events applied. */
   eventCount: ComputedRef<number>
   /** Latest seq applied. */
@@ -104,6 +107,7 @@ export function useRunStream(options: UseRunStreamOptions): RunStream {
   const status = ref<ConnectionStatus>('connecting')
   const retryAt = ref<number | null>(null)
   const byeReason = ref<string | null>(null)
+  const resumed = shallowRef<ResumeInfo | null>(null)
   const eventCount = ref(0)
   const lastSeq = ref(0)
   const version = ref(0)
@@ -155,6 +159,7 @@ export function useRunStream(options: UseRunStreamOptions): RunStream {
       const result = applyBatch(data, message.events, message.summary)
       if (result.applied > 0 || result.summaryChanged) {
         if (result.summaryChanged) summary.value = data.summary
+        resumed.value = data.resumed
         eventCount.value = data.eventCount
         lastSeq.value = data.lastSeq
         version.value++
@@ -255,6 +260,7 @@ export function useRunStream(options: UseRunStreamOptions): RunStream {
     status: computed(() => status.value),
     retryAt: computed(() => retryAt.value),
     byeReason: computed(() => byeReason.value),
+    resumed: computed(() => resumed.value),
     eventCount: computed(() => eventCount.value),
     lastSeq: computed(() => lastSeq.value),
     version: computed(() => version.value),
