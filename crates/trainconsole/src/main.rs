@@ -17,7 +17,8 @@ use trainconsole_trainer::{AbortHandle, Corpus, EventSink, TrainConfig, TrainOut
 
 /// candle allocates and frees large tensors on every op; glibc's allocator returns them to the
 /// kernel and page-faults them back in, which cost about a quarter of each training step.
-/// mimalloc keeps them (measured: the `small` step goes from ~450 ms to ~300 ms on 2 cores).
+/// mimalloc keeps them. Measured on the `small` preset on 2 cores: about 4,500–5,200 tokens/s
+/// with glibc's allocator, about 6,000 with mimalloc.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
