@@ -73,6 +73,7 @@ pub fn router_for_hosts(hub: Hub, assets: Assets, hosts: AllowedHosts) -> Router
         .route("/api/runs/{id}/stream", get(stream))
         .route("/api/runs/{id}/abort", post(abort))
         .fallback(page)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(same_origin_only))
         .layer(middleware::from_fn_with_state(hosts, known_host_only))
         .with_state(AppState { hub, assets })
@@ -377,6 +378,11 @@ impl Viewer {
             Err(_) => Err(format!("viewer took no message for {STREAM_SEND_TIMEOUT:?}")),
         }
     }
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    let message = format!("{} is not allowed on {}", request.method(), request.uri().path());
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message)
 }
 
 /// Serve the embedded page: a file by path, else `index.html` for the page's own routes.

@@ -69,6 +69,8 @@ pub struct RunEntry {
     producer_lock: Mutex<Option<std::fs::File>>,
     /// Console address of the other process that trains this run, while it does.
     other_console: Mutex<Option<String>>,
+    /// Whether the last write of this run's events failed (to log a failure once).
+    store_failing: AtomicBool,
 }
 
 impl RunEntry {
@@ -82,6 +84,7 @@ impl RunEntry {
             abort_sent: AtomicBool::new(false),
             producer_lock: Mutex::new(None),
             other_console: Mutex::new(None),
+            store_failing: AtomicBool::new(false),
         }
     }
 
@@ -480,13 +483,17 @@ fn write_run_batch(hub: &Hub, store: &mut Store, run_id: &str, requests: Vec<Wri
     }
     match store.append(run_id, &stored) {
         Ok(()) => {
+            entry.store_failing.store(false, Ordering::Relaxed);
             entry.publish_stored(stored);
             for (ack, seq) in acks {
                 let _ = ack.send(Ok(seq));
             }
         }
         Err(err) => {
-            tracing::error!("storing {} events of run {run_id} failed: {err}", stored.len());
+            // Said once per run until a write succeeds again, not once per failed batch.
+            if !entry.store_failing.swap(true, Ordering::Relaxed) {
+                tracing::error!("storing events of run {run_id} failed (further failures are not logged): {err}");
+            }
             for (ack, _) in acks {
                 let _ = ack.send(Err(err.to_string()));
             }

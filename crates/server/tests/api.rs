@@ -84,6 +84,10 @@ async fn summary_events_and_errors() {
 
     let (status, err) = call(&hub, "POST", "/api/runs/nope/abort", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+
+    let (status, err) = call(&hub, "DELETE", &format!("/api/runs/{id}"), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(err["error"], format!("DELETE is not allowed on /api/runs/{id}"));
 }
 
 #[tokio::test]

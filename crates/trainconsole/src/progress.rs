@@ -64,12 +64,12 @@ fn draw(bar: &ProgressBar, summary: &RunSummary) {
 }
 
 /// One line of status, e.g.
-/// `204,800/2,000,000 tokens (10%) · step 100/977 · loss 2.3142 · 2,510 tok/s · ETA 11m 55s`.
+/// `204,800/2,000,000 tokens (10.2%) · step 100/977 · loss 2.3142 · 2,510 tok/s · ETA 11m 55s`.
 pub fn status_text(summary: &RunSummary) -> String {
     let mut parts = Vec::new();
     let tokens = match (summary.total_tokens, summary.progress) {
         (Some(total), Some(progress)) => {
-            format!("{}/{} tokens ({:.0}%)", group_thousands(summary.tokens), group_thousands(total), progress * 100.0)
+            format!("{}/{} tokens ({})", group_thousands(summary.tokens), group_thousands(total), format_percent(progress))
         }
         _ => format!("{} tokens", group_thousands(summary.tokens)),
     };
@@ -98,6 +98,16 @@ pub fn status_text(summary: &RunSummary) -> String {
         parts.push("stopping…".to_string());
     }
     parts.join(" · ")
+}
+
+/// A fraction in `[0, 1]` as a percent, rounded down as the page does (so 100% means done):
+/// two decimals below 1%, one above (`0.0042` → `"0.42%"`, `0.1024` → `"10.2%"`).
+pub fn format_percent(fraction: f64) -> String {
+    let clamped = fraction.clamp(0.0, 1.0);
+    let decimals = if clamped < 0.01 { 2 } else { 1 };
+    let scale = 10f64.powi(decimals);
+    let units = (clamped * 100.0 * scale + 1e-9).floor();
+    format!("{:.*}%", decimals as usize, units / scale)
 }
 
 /// `1234567` → `"1,234,567"`.
@@ -144,6 +154,10 @@ mod tests {
         assert_eq!(format_duration(3723.0), "1h 02m 03s");
         assert_eq!(format_duration(f64::NAN), "—");
         assert_eq!(format_duration(-1.0), "—");
+        assert_eq!(format_percent(0.0042), "0.42%");
+        assert_eq!(format_percent(0.1024), "10.2%");
+        assert_eq!(format_percent(0.9999), "99.9%");
+        assert_eq!(format_percent(1.7), "100.0%");
     }
 
     #[test]
@@ -161,7 +175,7 @@ mod tests {
         };
         assert_eq!(
             status_text(&summary),
-            "204,800/2,000,000 tokens (10%) · step 100/977 · loss 2.3142 · 2,510 tok/s · ETA 11m 55s"
+            "204,800/2,000,000 tokens (10.2%) · step 100/977 · loss 2.3142 · 2,510 tok/s · ETA 11m 55s"
         );
     }
 }
