@@ -270,7 +270,8 @@ impl ThroughputMeter {
 /// [`MIN_RATE_INTERVAL_SECS`] or no tokens were trained.
 fn rate(time0: f64, tokens0: u64, time1: f64, tokens1: u64) -> Option<f64> {
     let secs = time1 - time0;
-    if !(secs >= MIN_RATE_INTERVAL_SECS) || tokens1 <= tokens0 {
+    // `secs` may be NaN; only a finite interval of at least the minimum counts.
+    if secs.is_nan() || secs < MIN_RATE_INTERVAL_SECS || tokens1 <= tokens0 {
         return None;
     }
     Some((tokens1 - tokens0) as f64 / secs)
@@ -316,9 +317,9 @@ mod tests {
 
     #[test]
     fn estimating_until_enough_steps_after_warm_up() {
-        let summary = fold(&stream(100_000, 0.5, (WARMUP_STEPS + MIN_ETA_STEPS - 1) as u64));
+        let summary = fold(&stream(100_000, 0.5, WARMUP_STEPS + MIN_ETA_STEPS - 1));
         assert_eq!(summary.eta_secs, None);
-        let summary = fold(&stream(100_000, 0.5, (WARMUP_STEPS + MIN_ETA_STEPS) as u64));
+        let summary = fold(&stream(100_000, 0.5, WARMUP_STEPS + MIN_ETA_STEPS));
         assert!(summary.eta_secs.is_some());
     }
 

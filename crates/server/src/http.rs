@@ -81,14 +81,12 @@ pub fn router_for_hosts(hub: Hub, assets: Assets, hosts: AllowedHosts) -> Router
 
 /// Refuse (403) a request whose `Host` is not one of this console's names, before any handler.
 async fn known_host_only(State(hosts): State<AllowedHosts>, request: Request, next: Next) -> Response {
-    if hosts == AllowedHosts::Loopback {
-        if let Some(host) = request.headers().get(header::HOST) {
-            let host = host.to_str().unwrap_or("");
-            if !is_loopback_host(host) {
-                let message = format!("Host {host:?} is not this console's address; open it as http://127.0.0.1:PORT");
-                return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
-            }
-        }
+    let host = request.headers().get(header::HOST).map(|host| host.to_str().unwrap_or(""));
+    if let (AllowedHosts::Loopback, Some(host)) = (hosts, host)
+        && !is_loopback_host(host)
+    {
+        let message = format!("Host {host:?} is not this console's address; open it as http://127.0.0.1:PORT");
+        return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
     }
     next.run(request).await
 }
@@ -274,7 +272,7 @@ struct Viewer {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum StreamMessage<'a> {
-    Events { events: &'a [StoredEvent], summary: RunSummary },
+    Events { events: &'a [StoredEvent], summary: Box<RunSummary> },
     Bye { reason: &'a str },
 }
 
@@ -354,7 +352,7 @@ impl Viewer {
 
     async fn send_events(&mut self, events: &[StoredEvent]) -> Result<(), String> {
         for chunk in events.chunks(MAX_STREAM_BATCH_EVENTS).chain(events.is_empty().then_some(&[][..])) {
-            let message = StreamMessage::Events { events: chunk, summary: self.entry.summary() };
+            let message = StreamMessage::Events { events: chunk, summary: Box::new(self.entry.summary()) };
             let text = serde_json::to_string(&message).map_err(|err| err.to_string())?;
             self.send(Message::Text(text.into())).await?;
             if let Some(last) = chunk.last() {

@@ -560,10 +560,10 @@ fn fold_stored(store: &Store, id: &str) -> Result<RunSummary, StoreError> {
         after = last.seq;
         events.iter().for_each(|e| summary.apply(e));
     }
-    if let Some(run) = store.list_runs()?.into_iter().find(|r| r.id == id) {
-        if summary.name.is_empty() {
-            summary.name = run.name;
-        }
+    if summary.name.is_empty()
+        && let Some(run) = store.list_runs()?.into_iter().find(|r| r.id == id)
+    {
+        summary.name = run.name;
     }
     Ok(summary)
 }

@@ -268,7 +268,7 @@ async fn cross_origin_websocket_upgrade_is_refused() {
     let addr = serve(&hub).await;
     let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/api/runs/{id}/stream")).unwrap();
     request.headers_mut().insert("origin", "http://evil.example".parse().unwrap());
-    let err = tokio_tungstenite::connect_async(request).await.err().expect("upgrade must be refused");
+    let err = tokio_tungstenite::connect_async(request).await.expect_err("upgrade must be refused");
     assert!(err.to_string().contains("403"), "{err}");
 }
 
