@@ -16,7 +16,10 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let web_dir = manifest_dir.join("../../web");
     for watched in ["src", "public", "index.html", "package.json", "package-lock.json", "vite.config.ts", "tsconfig.json"] {
-        println!("cargo::rerun-if-changed={}", web_dir.join(watched).display());
+        // A missing path would make cargo rerun this script on every build.
+        if web_dir.join(watched).exists() {
+            println!("cargo::rerun-if-changed={}", web_dir.join(watched).display());
+        }
     }
     println!("cargo::rerun-if-env-changed=TRAINCONSOLE_SKIP_WEB_BUILD");
 

@@ -245,8 +245,11 @@ async fn stream(
     State(app): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(rejection.status(), format!("this endpoint is a WebSocket: {}", rejection.body_text()))
+    })?;
     let after = query_number(&query, "after", 0)?;
     let entry = run_entry(&app.hub, id).await?;
     let hub = app.hub.clone();
@@ -290,8 +293,13 @@ impl Viewer {
                 received = live.recv() => {
                     let mut pending: Vec<StoredEvent> = Vec::new();
                     let mut lagged = false;
+                    // An empty batch announces a summary change without a new event.
+                    let mut summary_changed = false;
                     match received {
-                        Ok(batch) => pending.extend(batch.iter().cloned()),
+                        Ok(batch) => {
+                            summary_changed |= batch.is_empty();
+                            pending.extend(batch.iter().cloned());
+                        }
                         Err(RecvError::Lagged(_)) => lagged = true,
                         Err(RecvError::Closed) => return self.bye("run closed").await,
                     }
@@ -299,7 +307,10 @@ impl Viewer {
                     tokio::time::sleep_until(last_send + STREAM_BATCH_INTERVAL).await;
                     loop {
                         match live.try_recv() {
-                            Ok(batch) => pending.extend(batch.iter().cloned()),
+                            Ok(batch) => {
+                                summary_changed |= batch.is_empty();
+                                pending.extend(batch.iter().cloned());
+                            }
                             Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
                             Err(_) => break,
                         }
@@ -309,7 +320,7 @@ impl Viewer {
                     if lagged || !contiguous {
                         // Fell behind the broadcast: resync from the store, never skip ahead.
                         self.catch_up(false).await?;
-                    } else if !pending.is_empty() {
+                    } else if !pending.is_empty() || summary_changed {
                         self.send_events(&pending).await?;
                     }
                     last_send = Instant::now();

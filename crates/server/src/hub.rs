@@ -106,6 +106,12 @@ impl RunEntry {
         }
     }
 
+    /// Tell live viewers that the summary changed without a new event (an empty batch makes
+    /// each viewer send the current summary).
+    fn announce_summary(&self) {
+        let _ = self.live.send(Vec::new().into());
+    }
+
     /// The run's id.
     pub fn id(&self) -> &str {
         &self.id
@@ -308,7 +314,10 @@ impl Hub {
     pub fn detach_producer(&self, id: &str) {
         if let Some(entry) = lock(&self.inner.runs).get(id) {
             *lock(&entry.abort) = None;
-            *lock(&entry.producer_lock) = None;
+            if lock(&entry.producer_lock).take().is_some() {
+                // Unlocked by the drop above; the file has no use any more.
+                let _ = std::fs::remove_file(self.inner.runs_dir.join(id).join(PRODUCER_LOCK_FILE));
+            }
         }
     }
 
@@ -547,7 +556,11 @@ fn follow_other_process(hub: Hub, entry: Arc<RunEntry>) {
         std::thread::sleep(FOREIGN_POLL_INTERVAL);
     }
     *lock(&entry.other_console) = None;
+    let was_finished = entry.summary().state.is_finished();
     lock(&entry.summary).mark_interrupted();
+    if !was_finished {
+        entry.announce_summary();
+    }
 }
 
 /// Fold every stored event of `id` into a summary.

@@ -85,6 +85,10 @@ async fn summary_events_and_errors() {
     let (status, err) = call(&hub, "POST", "/api/runs/nope/abort", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
 
+    let (status, err) = call(&hub, "GET", &format!("/api/runs/{id}/stream"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err["error"].as_str().unwrap().starts_with("this endpoint is a WebSocket"), "{err}");
+
     let (status, err) = call(&hub, "DELETE", &format!("/api/runs/{id}"), None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(err["error"], format!("DELETE is not allowed on /api/runs/{id}"));
@@ -324,8 +328,24 @@ async fn a_run_trained_by_another_process_is_followed_live_not_interrupted() {
     assert!(body["error"].as_str().unwrap().contains("http://127.0.0.1:7437"), "names the other console: {body}");
     assert_eq!(aborts.load(Ordering::SeqCst), 0);
 
+    // A page already open on the viewer is told when the run becomes interrupted.
+    let addr = serve(&viewer).await;
+    let mut page = connect(&addr, &id, 0).await;
+    assert_eq!(read_until(&mut page, 7).await.len(), 7);
+
     // The producer stops without an end state: the viewer then calls the run interrupted.
     producer.detach_producer(&id);
+    assert!(!dir.path().join(&id).join("producer.lock").exists(), "the lock file is removed");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let message = tokio::time::timeout_at(deadline, page.next()).await.expect("no interrupted summary pushed");
+        let Some(Ok(Message::Text(text))) = message else { continue };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if value["summary"]["state"] == "interrupted" {
+            assert_eq!(value["events"].as_array().unwrap().len(), 0);
+            break;
+        }
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let (_, summary) = call(&viewer, "GET", &format!("/api/runs/{id}"), None).await;

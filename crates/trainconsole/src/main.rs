@@ -281,12 +281,12 @@ fn spawn_ctrl_c_handler(hub: Hub, run_id: String) {
             return;
         };
         let signal = signals.next().await;
-        eprintln!("\ntrainconsole: {signal}: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
+        eprintln!("\ntrainconsole: {signal}: stopping after this step and saving a checkpoint (send it again to quit at once)");
         if let Err(err) = hub.abort(&run_id).await {
             eprintln!("trainconsole: {err}");
         }
         let signal = signals.next().await;
-        eprintln!("trainconsole: {signal} again: quitting without a final checkpoint");
+        eprintln!("trainconsole: {signal} again: quitting now, without waiting for the final checkpoint");
         std::process::exit(130);
     });
 }
