@@ -285,6 +285,18 @@ describe('TrainConsole', () => {
     expect(dd.querySelector('step-1200')).toBeNull()
   })
 
+  it('applies a summary-only message: running at last_seq 10, then interrupted at last_seq 10', async () => {
+    const ws = await mount({ ...baseSummary, last_seq: 10 })
+    expect(text('state')).toBe('Running')
+    ws.send({ type: 'events', events: [], summary: { ...baseSummary, state: 'interrupted', last_seq: 10 } })
+    await flush()
+    expect(text('state')).toBe('Interrupted')
+    expect(text('notice-headline')).toBe('Interrupted at step 40: the trainer went away without reporting an end')
+    expect(text('eta')).toBe('—')
+    expect(abortButton().disabled).toBe(true)
+    expect(document.title).toBe('interrupted · tiny-shakespeare · trainconsole')
+  })
+
   it('shows no resume line for a fresh run', async () => {
     const ws = await mount()
     ws.send({

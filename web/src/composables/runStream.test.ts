@@ -60,6 +60,19 @@ describe('applyBatch', () => {
     expect(applyBatch(data, [], summaryAt(10)).summaryChanged).toBe(true)
   })
 
+  it('applies a summary-only batch at the same last_seq (the trainer died: interrupted)', () => {
+    const data = createRunData()
+    applyBatch(data, [], summaryAt(10))
+    expect(data.summary?.state).toBe('running')
+    const interrupted = parseSummary({ id: 'r1', state: 'interrupted', step: 10, tokens: 0, elapsed_secs: 0, last_seq: 10 })!
+    const r = applyBatch(data, [], interrupted)
+    expect(r).toEqual({ applied: 0, duplicates: 0, gap: null, summaryChanged: true })
+    expect(data.summary?.state).toBe('interrupted')
+    expect(data.summary?.last_seq).toBe(10)
+    expect(data.lastSeq).toBe(0)
+    expect(data.eventCount).toBe(0)
+  })
+
   it('keeps NaN losses in the series (the chart lifts the line there)', () => {
     const data = createRunData()
     applyBatch(data, [step(1, 1, 4), step(2, 2, NaN), step(3, 3, Infinity)], null)

@@ -61,7 +61,9 @@ export interface BatchResult {
  * * An event whose seq is not above `data.lastSeq` is a duplicate and is skipped.
  * * An event whose seq is above `lastSeq + 1` reveals a gap: it and the rest of the batch
  *   are dropped, so the series never have holes; the caller resumes from `lastSeq`.
- * * The summary replaces the current one unless it is older (lower `last_seq`).
+ * * The summary replaces the current one unless it is older (lower `last_seq`). One with the
+ *   same `last_seq` is applied: the server sends an empty batch when only the summary
+ *   changed (e.g. the trainer died and the run became `interrupted`, with no new event).
  */
 export function applyBatch(data: RunData, events: readonly StoredEvent[], summary: RunSummary | null): BatchResult {
   let applied = 0

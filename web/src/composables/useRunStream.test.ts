@@ -99,6 +99,23 @@ describe('useRunStream', () => {
     expect(onData).toHaveBeenCalledTimes(2)
   })
 
+  it('applies an empty batch whose summary changed at the same last_seq (interrupted)', () => {
+    const onData = vi.fn()
+    const stream = start({ onData })
+    last().send(batch(1, 10))
+    expect(stream.summary.value?.state).toBe('running')
+    expect(stream.lastSeq.value).toBe(10)
+    const versionBefore = stream.version.value
+    last().send({ type: 'events', events: [], summary: summary(10, { state: 'interrupted' }) })
+    expect(stream.summary.value?.state).toBe('interrupted')
+    expect(stream.summary.value?.last_seq).toBe(10)
+    expect(stream.lastSeq.value).toBe(10)
+    expect(stream.eventCount.value).toBe(10)
+    expect(stream.version.value).toBe(versionBefore + 1)
+    expect(onData).toHaveBeenCalledTimes(2)
+    expect(stream.status.value).toBe('live')
+  })
+
   it('keeps the resume point of the run_start event the stream delivers', () => {
     const stream = start()
     last().send({ type: 'events', events: [], summary: summary(0) })
