@@ -118,10 +118,10 @@ fn main() {
 /// `trainconsole train`: returns the process exit code (0 completed or aborted, 1 failed).
 async fn train(args: TrainArgs) -> Result<i32> {
     let preset = args.preset.clone().unwrap_or_else(|| DEFAULT_PRESET.to_string());
-    let (config, resumed_name) = match &args.resume {
+    let resume_meta = args.resume.as_deref().map(trainconsole_trainer::read_checkpoint_meta).transpose()?;
+    let (config, resumed_name) = match (&args.resume, &resume_meta) {
         // A resumed run keeps the checkpoint's model and optimizer settings.
-        Some(checkpoint) => {
-            let meta = trainconsole_trainer::read_checkpoint_meta(checkpoint)?;
+        (Some(checkpoint), Some(meta)) => {
             let config = trainconsole_trainer::resume_config(checkpoint, args.max_tokens)?;
             if let Some(preset) = &args.preset {
                 let mut asked = TrainConfig::preset(preset)?;
@@ -140,7 +140,7 @@ async fn train(args: TrainArgs) -> Result<i32> {
             let base = if meta.run_name.is_empty() { "run".to_string() } else { meta.run_name.clone() };
             (config, Some(format!("{base} (resumed from step {})", meta.step)))
         }
-        None => {
+        _ => {
             let mut config = TrainConfig::preset(&preset)?;
             if let Some(max_tokens) = args.max_tokens {
                 config.max_tokens = max_tokens;
@@ -149,9 +149,13 @@ async fn train(args: TrainArgs) -> Result<i32> {
         }
     };
     config.validate()?;
-    let data_path = match &args.data {
-        Some(path) => path.clone(),
-        None => tokio::task::spawn_blocking(|| trainconsole_trainer::tinyshakespeare_path(None)).await??,
+    // The text: as given; on resume, the checkpoint's own (checked by its sha256); else Tiny
+    // Shakespeare.
+    let recorded_data = resume_meta.and_then(|meta| meta.data).map(|data| PathBuf::from(data.path));
+    let data_path = match (&args.data, recorded_data) {
+        (Some(path), _) => path.clone(),
+        (None, Some(recorded)) => recorded,
+        (None, None) => tokio::task::spawn_blocking(|| trainconsole_trainer::tinyshakespeare_path(None)).await??,
     };
     let corpus = Corpus::from_file(&data_path, config.block_size)?;
 

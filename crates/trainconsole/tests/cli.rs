@@ -37,6 +37,9 @@ fn bad_data_files_get_clear_errors() {
     assert!(err.contains("missing.txt"), "{err}");
     assert_eq!(err.matches("os error 2").count(), 1, "the cause is said once: {err}");
 
+    let err = train_fails(&["--data", "/dev/zero"]);
+    assert!(err.contains("/dev/zero") && err.contains("not a regular file"), "{err}");
+
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, b"").unwrap();
     let err = train_fails(&["--data", empty.to_str().unwrap()]);
@@ -188,8 +191,31 @@ fn sigterm_stops_cleanly_with_a_checkpoint_and_resume_continues_from_it() {
     assert_eq!(output.status.code(), Some(1));
     assert!(err.contains("--preset small does not match the checkpoint"), "{err}");
 
-    // Resuming continues from the checkpoint's step, under a name that says so.
-    let (mut child, mut stdout, first) = start_long_tiny_run(runs.path(), &["--resume", &checkpoint]);
+    // Other text than the checkpoint was trained on is refused, naming both.
+    let other = runs.path().join("other.txt");
+    std::fs::write(&other, "other text, long enough for the tiny preset. ".repeat(40)).unwrap();
+    let output = exe()
+        .args(["train", "--port", "0", "--no-progress", "--resume", &checkpoint, "--data"])
+        .arg(&other)
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(err.contains("it was trained on") && err.contains("tinyshakespeare.txt") && err.contains("other.txt"), "{err}");
+
+    // Resuming continues from the checkpoint's step, under a name that says so; without
+    // --data it takes the text the checkpoint records.
+    let mut child = exe()
+        .args(["train", "--port", "0", "--no-progress", "--resume", &checkpoint, "--runs-dir"])
+        .arg(runs.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
     assert!(first.contains(&format!("(resumed from step {step})")), "{first}");
     std::thread::sleep(Duration::from_millis(800));
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();

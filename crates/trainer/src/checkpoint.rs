@@ -54,6 +54,20 @@ pub struct CheckpointMeta {
     /// Last validation loss measured before it was written, in nats/token (`null` if none or
     /// not finite).
     pub val_loss: Option<f64>,
+    /// The text the run was trained on; `None` in checkpoints written before it was recorded.
+    #[serde(default)]
+    pub data: Option<DataInfo>,
+}
+
+/// Which text a checkpoint was trained on, so that a resume can find it and check it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DataInfo {
+    /// The path it was read from (as given).
+    pub path: String,
+    /// sha256 of its bytes, lower-case hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// A checkpoint read back by [`load_checkpoint`] (all tensors f32 on the CPU).
@@ -302,6 +316,7 @@ mod tests {
             run_name: "round trip".to_string(),
             saved_at_unix_secs: 1_764_400_000.5,
             val_loss: Some(2.25),
+            data: None,
         }
     }
 

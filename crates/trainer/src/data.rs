@@ -58,6 +58,7 @@ pub enum Split {
 #[derive(Debug, Clone)]
 pub struct Corpus {
     path: PathBuf,
+    sha256: String,
     train: Vec<u8>,
     val: Vec<u8>,
 }
@@ -66,12 +67,20 @@ impl Corpus {
     /// Read `path` and split it for a model with context length `block_size` (tokens).
     ///
     /// # Errors
-    /// * [`TrainError::Io`] if the file cannot be read (missing, unreadable);
+    /// * [`TrainError::Io`] if the file cannot be read (missing, unreadable, a directory, a
+    ///   device or pipe);
     /// * [`TrainError::EmptyData`] if it is empty;
     /// * [`TrainError::NotUtf8`] with the byte offset of the first invalid byte;
     /// * [`TrainError::DataTooShort`] if either split would hold fewer than `block_size + 1`
     ///   tokens (the message gives the bytes needed and the bytes there are).
     pub fn from_file(path: &Path, block_size: usize) -> Result<Self, TrainError> {
+        // A device or pipe (`/dev/zero`, a FIFO) may never end: only regular files are read.
+        let metadata = std::fs::metadata(path).map_err(|e| TrainError::io("cannot read training data", path, e))?;
+        if !metadata.is_file() {
+            let kind = if metadata.is_dir() { "a directory" } else { "not a regular file" };
+            let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("it is {kind}"));
+            return Err(TrainError::io("cannot read training data", path, source));
+        }
         let bytes = std::fs::read(path).map_err(|e| TrainError::io("cannot read training data", path, e))?;
         Self::from_bytes(bytes, path, block_size)
     }
@@ -92,10 +101,21 @@ impl Corpus {
         if bytes.len() < needed_bytes {
             return Err(TrainError::DataTooShort { path, actual_bytes: bytes.len(), needed_bytes, block_size });
         }
+        let sha256 = sha256_hex(&bytes);
         let train_len = train_split_len(bytes.len());
         let mut train = bytes;
         let val = train.split_off(train_len);
-        Ok(Self { path, train, val })
+        Ok(Self { path, sha256, train, val })
+    }
+
+    /// sha256 of the whole text, lower-case hex: identifies the data a checkpoint was trained on.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Size of the whole text in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.train.len() + self.val.len()
     }
 
     /// The file the text came from.

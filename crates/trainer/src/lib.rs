@@ -23,7 +23,7 @@ pub mod optim;
 pub mod params;
 pub mod train;
 
-pub use checkpoint::{CheckpointMeta, LoadedCheckpoint, load_checkpoint, prune_checkpoints, read_checkpoint_meta, save_checkpoint};
+pub use checkpoint::{CheckpointMeta, DataInfo, LoadedCheckpoint, load_checkpoint, prune_checkpoints, read_checkpoint_meta, save_checkpoint};
 pub use config::TrainConfig;
 pub use data::{Corpus, Split, tinyshakespeare_path};
 pub use error::TrainError;

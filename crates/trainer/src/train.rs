@@ -1,5 +1,6 @@
 //! The training loop, nanoGPT style: one function, top to bottom.
 
+use crate::checkpoint::DataInfo;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -134,6 +135,14 @@ pub fn train(
 
     // ---- model and optimizer, fresh or restored ----
     let Start { model, params, mut optimizer, step: start_step, tokens: start_tokens } = start(cfg, resume)?;
+    let data = DataInfo {
+        path: corpus.path().display().to_string(),
+        sha256: corpus.sha256().to_string(),
+        bytes: corpus.len_bytes() as u64,
+    };
+    if let Some(dir) = resume {
+        check_resume_data(dir, &data)?;
+    }
     let schedule = LrSchedule::from_config(cfg);
     let total_steps = cfg.total_steps();
     let tokens_per_step = cfg.tokens_per_step();
@@ -157,7 +166,7 @@ pub fn train(
     let mut val_loss = None;
     let mut last_checkpoint: Option<(u64, PathBuf)> = None;
     let mut train_time = Duration::ZERO;
-    let saver = Saver { run_dir, cfg, name, params: &params };
+    let saver = Saver { run_dir, cfg, name, params: &params, data: &data };
 
     while step < total_steps && !abort.is_requested() {
         // ---- one optimizer step ----
@@ -279,6 +288,22 @@ pub fn resume_config(dir: &Path, max_tokens: Option<u64>) -> Result<TrainConfig,
     Ok(cfg)
 }
 
+/// Error unless the text given is the one the checkpoint in `dir` was trained on (when it
+/// says which): same sha256. The message names both files.
+fn check_resume_data(dir: &Path, data: &DataInfo) -> Result<(), TrainError> {
+    let Some(saved) = read_checkpoint_meta(dir)?.data else { return Ok(()) };
+    if saved.sha256 == data.sha256 {
+        return Ok(());
+    }
+    Err(TrainError::checkpoint(
+        dir,
+        format!(
+            "it was trained on {} ({} bytes, sha256 {}), but the data given is {} ({} bytes, sha256 {}); pass --data {} to resume it",
+            saved.path, saved.bytes, saved.sha256, data.path, data.bytes, data.sha256, saved.path
+        ),
+    ))
+}
+
 /// Error unless `cfg` equals `saved` outside [`RESUME_MUTABLE_FIELDS`]; names the fields.
 fn check_resume_config(cfg: &TrainConfig, saved: &TrainConfig, dir: &Path) -> Result<(), TrainError> {
     let to_map = |cfg: &TrainConfig| match serde_json::to_value(cfg) {
@@ -338,6 +363,7 @@ fn sample(model: &Gpt, cfg: &TrainConfig, step: u64, abort: &AbortHandle) -> Res
 
 /// Writes checkpoints of one run and reports them.
 struct Saver<'a> {
+    data: &'a DataInfo,
     run_dir: &'a Path,
     cfg: &'a TrainConfig,
     name: &'a str,
@@ -362,6 +388,7 @@ impl Saver<'_> {
             run_name: self.name.to_string(),
             saved_at_unix_secs: trainconsole_protocol::event::unix_time_secs(),
             val_loss: val_loss.filter(|loss| loss.is_finite()),
+            data: Some(self.data.clone()),
         };
         let dir = save_checkpoint(self.run_dir, &meta, self.params, &optimizer.state())?;
         tracing::debug!(step, path = %dir.display(), "checkpoint written");
