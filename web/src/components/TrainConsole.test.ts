@@ -446,3 +446,92 @@ describe('TrainConsole when the server goes away', () => {
     expect(badge().hasAttribute('title')).toBe(false)
   })
 })
+
+describe('TrainConsole when the run ends during an abort', () => {
+  const abortedSummary = {
+    ...baseSummary,
+    state: 'aborted',
+    last_seq: 45,
+    step: 41,
+    checkpoint_path: 'runs/r1/checkpoints/step-41',
+    checkpoint_step: 41,
+  }
+
+  it('closes an open confirm dialog when another tab aborts the run, focusing the notice', async () => {
+    const ws = await mount()
+    abortButton().focus()
+    abortButton().click()
+    await flush()
+    const dialog = root.querySelector('dialog') as HTMLDialogElement
+    expect(dialog.open).toBe(true)
+    ws.send({ type: 'events', events: [], summary: abortedSummary })
+    await flush()
+    expect(dialog.open).toBe(false)
+    expect(abortButton().disabled).toBe(true)
+    expect(abortButton().textContent?.trim()).toBe('Abort run')
+    expect(text('notice-headline')).toBe('Aborted at step 41')
+    expect(document.activeElement).toBe(root.querySelector('[data-testid="notice"]'))
+    expect(fetchMock).not.toHaveBeenCalled()
+  })
+
+  it('closes an open confirm dialog when the run completes', async () => {
+    const ws = await mount()
+    abortButton().focus()
+    abortButton().click()
+    await flush()
+    ws.send({ type: 'events', events: [], summary: { ...baseSummary, state: 'completed', last_seq: 50, step: 48_828 } })
+    await flush()
+    expect((root.querySelector('dialog') as HTMLDialogElement).open).toBe(false)
+    expect(abortButton().disabled).toBe(true)
+    expect(text('notice-headline')).toBe('Completed at step 48,828')
+    expect(document.activeElement).toBe(root.querySelector('[data-testid="notice"]'))
+    expect(document.activeElement).not.toBe(document.body)
+  })
+
+  it('shows the ended notice, not "Abort failed", when the request fails because the run ended', async () => {
+    let fail!: (err: Error) => void
+    fetchMock.mockImplementation(() => new Promise<Response>((_, reject) => (fail = reject)))
+    const ws = await mount()
+    abortButton().focus()
+    abortButton().click()
+    await flush()
+    ;(root.querySelector('[data-testid="confirm-ok"]') as HTMLButtonElement).click()
+    await flush()
+    ws.send({ type: 'events', events: [], summary: abortedSummary })
+    await flush()
+    fail(new TypeError('Failed to fetch'))
+    await flush()
+    expect(text('notice-headline')).toBe('Aborted at step 41')
+    expect(root.querySelector('[data-testid="notice"]')?.className).toContain('notice--ended')
+    expect(text('announcer')).not.toContain('Abort failed')
+    expect(abortButton().disabled).toBe(true)
+    expect(document.activeElement).toBe(root.querySelector('[data-testid="notice"]'))
+  })
+
+  it('shows the ended notice when a 409 arrives before the stream says the run ended', async () => {
+    fetchMock.mockImplementation(async () => new Response('{"error":"the run has already ended","state":"aborted"}', { status: 409 }))
+    const ws = await mount()
+    abortButton().click()
+    await flush()
+    ;(root.querySelector('[data-testid="confirm-ok"]') as HTMLButtonElement).click()
+    await flush()
+    expect(text('notice-headline')).toBe('Cannot abort: the run has already ended')
+    ws.send({ type: 'events', events: [], summary: abortedSummary })
+    await flush()
+    expect(text('notice-headline')).toBe('Aborted at step 41')
+    expect(abortButton().disabled).toBe(true)
+  })
+
+  it('still shows a network failure while the run is live', async () => {
+    fetchMock.mockImplementation(async () => {
+      throw new TypeError('Failed to fetch')
+    })
+    await mount()
+    abortButton().click()
+    await flush()
+    ;(root.querySelector('[data-testid="confirm-ok"]') as HTMLButtonElement).click()
+    await flush()
+    expect(text('notice-headline')).toBe('Abort failed: Could not reach the console server (Failed to fetch)')
+    expect(abortButton().disabled).toBe(false)
+  })
+})
