@@ -26,20 +26,37 @@ export function stateHeadline(summary: RunSummary): string {
   }
 }
 
+/**
+ * Sentences as one text for the live region: each trimmed, without leading punctuation or
+ * space, ended with a full stop when it has no end mark, and separated by exactly one
+ * space. Empty parts are left out.
+ */
+export function joinSentences(parts: readonly (string | null | undefined)[]): string {
+  const sentences: string[] = []
+  for (const part of parts) {
+    if (!part) continue
+    let sentence = part.replace(/\s+/g, ' ').replace(/^[\s.,;:·]+/, '').trim()
+    if (!sentence) continue
+    if (!/[.!?…]$/.test(sentence)) sentence += '.'
+    sentences.push(sentence)
+  }
+  return sentences.join(' ')
+}
+
 /** What the live region says when the state changes. */
 export function stateAnnouncement(summary: RunSummary): string {
-  const checkpoint = summary.checkpoint_path ? ` Checkpoint: ${summary.checkpoint_path}.` : ''
+  const checkpoint = summary.checkpoint_path ? `Checkpoint: ${summary.checkpoint_path}` : null
   switch (summary.state) {
     case 'running':
       return 'Run is training.'
     case 'stopping':
       return 'Stopping: the trainer is finishing its step and saving a checkpoint.'
     case 'aborted':
-      return `Run aborted at step ${formatInt(stopStep(summary))}.${checkpoint}`
+      return joinSentences([`Run aborted at step ${formatInt(stopStep(summary))}`, checkpoint])
     case 'completed':
-      return `Run completed at step ${formatInt(summary.step)}.${checkpoint}`
+      return joinSentences([`Run completed at step ${formatInt(summary.step)}`, checkpoint])
     case 'failed':
-      return `Run failed at step ${formatInt(summary.step)}.${summary.message ? ` ${summary.message}.` : ''}`
+      return joinSentences([`Run failed at step ${formatInt(summary.step)}`, summary.message])
     case 'interrupted':
       return `Run interrupted at step ${formatInt(summary.step)}.`
   }

@@ -168,6 +168,11 @@ describe('TrainConsole', () => {
     expect(text('eta')).toBe('—')
     expect(abortButton().disabled).toBe(true)
     expect(text('announcer')).toContain('Run aborted at step 41. Checkpoint: runs/r1/checkpoints/step-41.')
+    // Exactly one space between the sentences of successive announcements.
+    expect(root.querySelector('[data-testid="announcer"]')?.textContent?.trim()).toBe(
+      'Run is training. Abort requested. The trainer is finishing its step and saving a checkpoint. ' +
+        'Run aborted at step 41. Checkpoint: runs/r1/checkpoints/step-41.',
+    )
   })
 
   it('cancels on Escape without sending anything', async () => {
@@ -408,6 +413,13 @@ describe('TrainConsole when the server goes away', () => {
     expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
     expect(text('loss')).toBe('2.3100')
     expect(document.title).toBe('not reporting · tiny-shakespeare · trainconsole')
+    // The live region: no stray leading punctuation, one space between sentences.
+    expect(root.querySelector('[data-testid="announcer"]')?.textContent?.trim()).toBe(
+      'Run is training. The console server has exited. Showing the last data received.',
+    )
+    // The badge's hidden explanation is a sentence of its own, not ". The console…".
+    expect(root.querySelector('[data-testid="state-explanation"]')?.textContent).toBe(` ${explanation}`)
+    expect(badge().textContent).toBe(`Not reporting. ${explanation}`)
   })
 
   it('says "Not reporting" when the server stays unreachable (kill -9) while stopping', async () => {
