@@ -111,6 +111,16 @@ describe('TrainConsole', () => {
     expect(root.querySelector('[role="progressbar"]')?.getAttribute('aria-valuenow')).toBe('0.08')
   })
 
+  it('puts the full run name, not the id, in the heading tooltip; the id stays in the details', async () => {
+    const name = 'a very long run name that the header cuts off with an ellipsis on any laptop screen at all'
+    await mount({ ...baseSummary, name })
+    const h1 = root.querySelector('h1') as HTMLElement
+    expect(h1.textContent).toBe(name)
+    expect(h1.getAttribute('title')).toBe(name)
+    const idRow = Array.from(root.querySelectorAll('.details .kv > div')).find((d) => d.querySelector('dt')?.textContent === 'Id')
+    expect(idRow?.querySelector('dd code')?.textContent).toBe('r1')
+  })
+
   it('shows the sample as text, never as HTML', async () => {
     await mount()
     const pre = root.querySelector('[data-testid="sample"]') as HTMLElement
