@@ -122,7 +122,7 @@ impl From<HubError> for ApiError {
                 ApiError { status: StatusCode::CONFLICT, message: err.to_string(), state: Some(*state) }
             }
             HubError::OtherProcess { .. } => ApiError::new(StatusCode::CONFLICT, err.to_string()),
-            HubError::Store(_) | HubError::WriterGone => {
+            HubError::Store(_) | HubError::WriteFailed(_) | HubError::WriterGone => {
                 tracing::error!("{err}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
             }

@@ -50,6 +50,10 @@ pub enum HubError {
     /// The run has no producer in this process that could be asked to stop.
     #[error("run {id} has no live trainer attached to this console ({state}); nothing to abort")]
     NoProducer { id: String, state: RunState },
+    /// The writer could not store the events (the message says why, e.g. disk full); nothing
+    /// of that batch was stored, and nothing stored before is touched.
+    #[error("storing events failed: {0}")]
+    WriteFailed(String),
     /// The writer thread has stopped (the process is shutting down or the store failed).
     #[error("the event writer has stopped")]
     WriterGone,
@@ -170,7 +174,9 @@ impl Hub {
                 viewers: watch::channel(0).0,
             }),
         };
-        let writer_hub = hub.clone();
+        // The writer holds the hub weakly: when the last `Hub` is dropped, the queue's sender
+        // goes with it and the writer ends.
+        let writer_hub = Arc::downgrade(&hub.inner);
         std::thread::Builder::new()
             .name("trainconsole-writer".into())
             .spawn(move || writer_loop(writer_hub, writer_store, write_rx))
@@ -269,10 +275,7 @@ impl Hub {
             .map_err(|_| HubError::WriterGone)?;
         match done.await {
             Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(message)) => Err(HubError::Store(StoreError::RunsDir {
-                path: self.inner.runs_dir.clone(),
-                source: std::io::Error::other(message),
-            })),
+            Ok(Err(message)) => Err(HubError::WriteFailed(message)),
             Err(_) => Err(HubError::WriterGone),
         }
     }
@@ -430,7 +433,7 @@ impl Publisher {
         let mut done = done;
         loop {
             match done.try_recv() {
-                Ok(result) => return result.map_err(|message| HubError::Store(StoreError::RunsDir { path: self.hub.inner.runs_dir.clone(), source: std::io::Error::other(message) })),
+                Ok(result) => return result.map_err(HubError::WriteFailed),
                 Err(oneshot::error::TryRecvError::Closed) => return Err(HubError::WriterGone),
                 Err(oneshot::error::TryRecvError::Empty) if std::time::Instant::now() > deadline => return Err(HubError::WriterGone),
                 Err(oneshot::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(2)),
@@ -440,8 +443,10 @@ impl Publisher {
 }
 
 /// The writer thread: numbers, stores, folds and broadcasts, one batch at a time.
-fn writer_loop(hub: Hub, mut store: Store, mut rx: mpsc::Receiver<WriteRequest>) {
+fn writer_loop(hub: std::sync::Weak<HubInner>, mut store: Store, mut rx: mpsc::Receiver<WriteRequest>) {
     while let Some(first) = rx.blocking_recv() {
+        let Some(inner) = hub.upgrade() else { break };
+        let hub = Hub { inner };
         // Gather what is already queued, so one transaction stores many events.
         let mut requests = vec![first];
         let mut count = requests[0].events.len();
