@@ -13,20 +13,18 @@ fn shakespeare() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/tinyshakespeare.txt")
 }
 
+/// Run `command` expecting it to fail with exit code 1; returns its stderr.
+fn fails_with_stderr(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "expected exit code 1 from {command:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// Run `trainconsole train --preset tiny ARGS…` expecting failure; returns stderr.
 fn train_fails(args: &[&str]) -> String {
     let runs = tempfile::tempdir().unwrap();
     let preset: &[&str] = if args.contains(&"--preset") { &[] } else { &["--preset", "tiny"] };
-    let output = exe()
-        .args(["train", "--port", "0", "--no-progress", "--runs-dir"])
-        .arg(runs.path())
-        .args(preset)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "expected failure for {args:?}");
-    assert_eq!(output.status.code(), Some(1));
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    fails_with_stderr(exe().args(["train", "--port", "0", "--no-progress", "--runs-dir"]).arg(runs.path()).args(preset).args(args))
 }
 
 #[test]
@@ -65,29 +63,21 @@ fn unknown_preset_and_unwritable_runs_dir_and_port_in_use() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
-    let output = exe()
+    let err = fails_with_stderr(exe()
         .args(["train", "--preset", "tiny", "--port", "0", "--data"])
         .arg(&data)
         .arg("--runs-dir")
-        .arg(file.join("runs"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
+        .arg(file.join("runs")));
     assert!(err.contains("cannot use runs directory"), "{err}");
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let runs = tempfile::tempdir().unwrap();
-    let output = exe()
+    let err = fails_with_stderr(exe()
         .args(["train", "--preset", "tiny", "--port", &port, "--data"])
         .arg(&data)
         .arg("--runs-dir")
-        .arg(runs.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
+        .arg(runs.path()));
     assert!(err.contains(&format!("port {port} is already in use")), "{err}");
 }
 
@@ -132,17 +122,13 @@ fn a_tiny_run_completes_prints_a_summary_and_keeps_its_history() {
 #[test]
 fn serve_refuses_a_missing_runs_dir_and_train_a_file_as_runs_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let output = exe().args(["serve", "--port", "0", "--runs-dir"]).arg(dir.path().join("typo")).output().unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
+    let err = fails_with_stderr(exe().args(["serve", "--port", "0", "--runs-dir"]).arg(dir.path().join("typo")));
     assert!(err.contains("no runs directory") && err.contains("typo"), "{err}");
     assert!(!dir.path().join("typo").exists(), "nothing was created");
 
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
-    let output = exe().args(["train", "--preset", "tiny", "--port", "0", "--data"]).arg(shakespeare()).arg("--runs-dir").arg(&file).output().unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
+    let err = fails_with_stderr(exe().args(["train", "--preset", "tiny", "--port", "0", "--data"]).arg(shakespeare()).arg("--runs-dir").arg(&file));
     assert!(err.contains("cannot use runs directory") && err.contains("not a directory"), "{err}");
 }
 
@@ -180,29 +166,21 @@ fn sigterm_stops_cleanly_with_a_checkpoint_and_resume_continues_from_it() {
     let step: u64 = rest.split(" aborted at step ").nth(1).unwrap().split(':').next().unwrap().parse().unwrap();
 
     // A preset that does not match the checkpoint is refused, with the reason.
-    let output = exe()
+    let err = fails_with_stderr(exe()
         .args(["train", "--port", "0", "--no-progress", "--preset", "small", "--resume", &checkpoint, "--data"])
         .arg(shakespeare())
         .arg("--runs-dir")
-        .arg(runs.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
+        .arg(runs.path()));
     assert!(err.contains("--preset small does not match the checkpoint"), "{err}");
 
     // Other text than the checkpoint was trained on is refused, naming both.
     let other = runs.path().join("other.txt");
     std::fs::write(&other, "other text, long enough for the tiny preset. ".repeat(40)).unwrap();
-    let output = exe()
+    let err = fails_with_stderr(exe()
         .args(["train", "--port", "0", "--no-progress", "--resume", &checkpoint, "--data"])
         .arg(&other)
         .arg("--runs-dir")
-        .arg(runs.path())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1));
+        .arg(runs.path()));
     assert!(err.contains("it was trained on") && err.contains("tinyshakespeare.txt") && err.contains("other.txt"), "{err}");
 
     // Resuming continues from the checkpoint's step, under a name that says so; without
