@@ -112,10 +112,17 @@ pub struct RunStart {
     /// Path of the checkpoint this run resumed from, if any (display text only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<String>,
+    /// Micro-batches accumulated into one optimizer step (1 when there is no accumulation);
+    /// `None` when the trainer does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_accum: Option<u32>,
+    /// Number of ranks (processes) that report this run; `None` means one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world_size: Option<u32>,
 }
 
-/// `kind: "step"`: one optimizer step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `kind: "step"`: one optimizer step, or one micro-batch of it when `micro_step` is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// Optimizer steps completed, counting from 1 (the first finished step is 1).
     pub step: u64,
@@ -133,6 +140,14 @@ pub struct Step {
     /// Wall time of this step (forward, backward, optimizer) in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::float::option")]
     pub step_time_ms: Option<f64>,
+    /// Which rank (process) of a multi-process run reported this step; `None` means rank 0
+    /// of a single-process run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u32>,
+    /// 0-based micro-batch within optimizer step `step` under gradient accumulation; `None`
+    /// when the event reports the whole optimizer step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_step: Option<u32>,
 }
 
 /// `kind: "eval"`: a validation loss measured after `step`.
@@ -240,7 +255,7 @@ mod tests {
     fn step_round_trips_as_flat_json() {
         let event = Event::new(
             1764400000.25,
-            Step { step: 12, tokens: 24576, loss: 2.5, lr: Some(6e-4), grad_norm: Some(0.75), step_time_ms: Some(912.5) },
+            Step { step: 12, tokens: 24576, loss: 2.5, lr: Some(6e-4), grad_norm: Some(0.75), step_time_ms: Some(912.5), ..Default::default() },
         );
         let json = serde_json::to_string(&StoredEvent { seq: 7, event: event.clone() }).unwrap();
         assert_eq!(
@@ -255,7 +270,7 @@ mod tests {
     #[test]
     fn non_finite_losses_survive_the_wire() {
         for (loss, text) in [(f64::NAN, "\"NaN\""), (f64::INFINITY, "\"Infinity\""), (f64::NEG_INFINITY, "\"-Infinity\"")] {
-            let event = Event::new(1.0, Step { step: 1, tokens: 8, loss, lr: None, grad_norm: None, step_time_ms: None });
+            let event = Event::new(1.0, Step { step: 1, tokens: 8, loss, lr: None, grad_norm: None, step_time_ms: None, ..Default::default() });
             let json = serde_json::to_string(&event).unwrap();
             assert!(json.contains(&format!("\"loss\":{text}")), "{json}");
             let back: Event = serde_json::from_str(&json).unwrap();

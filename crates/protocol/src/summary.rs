@@ -290,7 +290,7 @@ mod tests {
         for s in 1..=steps {
             // The first step is slow (compile); later ones take `step_secs` each.
             let time = 100.0 + 10.0 + step_secs * (s - 1) as f64;
-            events.push(Event::new(time, Step { step: s, tokens: s * 1000, loss: 3.0, lr: None, grad_norm: None, step_time_ms: Some(step_secs * 1000.0) }));
+            events.push(Event::new(time, Step { step: s, tokens: s * 1000, loss: 3.0, lr: None, grad_norm: None, step_time_ms: Some(step_secs * 1000.0), ..Default::default() }));
         }
         events.into_iter().enumerate().map(|(i, event)| StoredEvent { seq: i as u64 + 1, event }).collect()
     }

@@ -16,7 +16,7 @@ use trainconsole_server::{Hub, router};
 static PAGE: &[(&str, &[u8])] = &[("/index.html", b"<!doctype html><title>t</title>"), ("/assets/app.js", b"console.log(1)")];
 
 fn step(n: u64) -> Event {
-    Event::new(1000.0 + n as f64, Step { step: n, tokens: n * 64, loss: 3.0 - n as f64 * 0.001, lr: Some(1e-3), grad_norm: Some(1.0), step_time_ms: Some(10.0) })
+    Event::new(1000.0 + n as f64, Step { step: n, tokens: n * 64, loss: 3.0 - n as f64 * 0.001, lr: Some(1e-3), grad_norm: Some(1.0), step_time_ms: Some(10.0), ..Default::default() })
 }
 
 fn start() -> Event {

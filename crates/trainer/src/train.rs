@@ -158,6 +158,8 @@ pub fn train(
         start_step,
         start_tokens,
         resumed_from: resume.map(|dir| dir.display().to_string()),
+        grad_accum: Some(1),
+        world_size: None,
     }));
     sink.emit(Event::now(StateChange { state: RunState::Running, message: String::new() }));
 
@@ -198,6 +200,7 @@ pub fn train(
             lr: Some(lr),
             grad_norm,
             step_time_ms: Some(step_time_ms),
+            ..Default::default()
         }));
 
         // ---- evaluation and sample ----

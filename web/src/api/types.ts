@@ -67,6 +67,8 @@ export interface RunStartEvent extends EventBase {
   start_step: number
   start_tokens: number
   resumed_from?: string
+  grad_accum?: number
+  world_size?: number
 }
 
 export interface StepEvent extends EventBase {
@@ -77,6 +79,8 @@ export interface StepEvent extends EventBase {
   lr?: number
   grad_norm?: number
   step_time_ms?: number
+  rank?: number
+  micro_step?: number
 }
 
 export interface EvalEvent extends EventBase {
