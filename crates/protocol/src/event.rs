@@ -119,6 +119,65 @@ pub struct RunStart {
     /// Number of ranks (processes) that report this run; `None` means one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub world_size: Option<u32>,
+    /// Shape of the model, for model FLOPs and MFU; `None` when the trainer does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelShape>,
+    /// Peak FLOP/s of the hardware the run trains on, the denominator of MFU; `None` when
+    /// unknown (MFU is then not computed).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::float::option")]
+    pub peak_flops_per_sec: Option<f64>,
+    /// Where `peak_flops_per_sec` comes from, for people (for example "set with --peak-flops"
+    /// or "estimated: 2 threads × 3.0 GHz × 32 f32 FLOP/cycle (AVX2 FMA)").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_flops_source: Option<String>,
+}
+
+/// The shape of a transformer, as far as model FLOPs need it (`run_start.model`).
+///
+/// Model FLOPs per token are `flops_per_token` when given, else
+/// `6 · params + 12 · n_layer · d_model · seq_len` (PaLM, appendix B; nanoGPT's
+/// `estimate_mfu`): 6 FLOPs per parameter per token for the forward and backward matmuls,
+/// plus the attention scores and weighted sums, which have no parameters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelShape {
+    /// Parameters taking part in every token's matmuls: all parameters except position
+    /// embeddings (nanoGPT's `get_num_params()`); a token embedding tied to the output layer
+    /// counts once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<u64>,
+    /// Transformer blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_layer: Option<u64>,
+    /// Width of the residual stream (`n_embd`, heads × head size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_model: Option<u64>,
+    /// Tokens per sequence the model attends over (context length, `block_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<u64>,
+    /// Training FLOPs per token, for models the formula above does not fit; overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::float::option")]
+    pub flops_per_token: Option<f64>,
+}
+
+impl ModelShape {
+    /// Training FLOPs (forward and backward) per token: `flops_per_token` if given, else
+    /// `6 · params + 12 · n_layer · d_model · seq_len` (the attention term is left out when
+    /// any of its three factors is unknown). `None` when neither is known or the value is not
+    /// a positive finite number.
+    pub fn training_flops_per_token(&self) -> Option<f64> {
+        let flops = match (self.flops_per_token, self.params) {
+            (Some(flops), _) => flops,
+            (None, Some(params)) => {
+                let attention = match (self.n_layer, self.d_model, self.seq_len) {
+                    (Some(l), Some(d), Some(t)) => 12.0 * l as f64 * d as f64 * t as f64,
+                    _ => 0.0,
+                };
+                6.0 * params as f64 + attention
+            }
+            (None, None) => return None,
+        };
+        (flops.is_finite() && flops > 0.0).then_some(flops)
+    }
 }
 
 /// `kind: "step"`: one optimizer step, or one micro-batch of it when `micro_step` is set.
@@ -126,9 +185,13 @@ pub struct RunStart {
 pub struct Step {
     /// Optimizer steps completed, counting from 1 (the first finished step is 1).
     pub step: u64,
-    /// Tokens trained so far in the run, cumulative, including restored ones on resume.
+    /// Tokens trained so far, cumulative, including restored ones on resume, through this
+    /// event's batch (with `micro_step`, through this micro-batch). With `rank`, the count of
+    /// that rank alone (its share of restored tokens included): the run's count is the sum
+    /// over ranks. Where the trainer can tell, only non-padding tokens count.
     pub tokens: u64,
-    /// Mean training loss of this step in nats per token; may be NaN or ±Infinity.
+    /// Mean training loss of this event's batch (the step, or with `micro_step` the
+    /// micro-batch) in nats per token; may be NaN or ±Infinity.
     #[serde(with = "crate::float")]
     pub loss: f64,
     /// Learning rate used by this step.
@@ -191,7 +254,7 @@ pub struct StateChange {
     pub message: String,
 }
 
-/// Life cycle of a run: `running` → (`stopping` →) `aborted` | `completed` | `failed`.
+/// Life cycle of a run: `running` (⇄ `paused`) → (`stopping` →) `aborted` | `completed` | `failed`.
 ///
 /// `interrupted` is never reported by a producer: a viewer shows it for a run whose producer
 /// went away without reporting an end (killed process, server restart).
@@ -201,6 +264,9 @@ pub enum RunState {
     /// Training.
     #[default]
     Running,
+    /// Training is paused (by the trainer or its user) and will continue; time spent paused
+    /// is left out of tokens/s and the ETA.
+    Paused,
     /// An abort was requested; the trainer is finishing its step and saving.
     Stopping,
     /// Stopped on request, after saving.
@@ -223,6 +289,7 @@ impl RunState {
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Running => "running",
+            RunState::Paused => "paused",
             RunState::Stopping => "stopping",
             RunState::Aborted => "aborted",
             RunState::Completed => "completed",

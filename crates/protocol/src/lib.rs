@@ -5,16 +5,18 @@
 //! * [`StoredEvent`]: an event with the per-run sequence number `seq` the store gave it.
 //! * [`RunSummary`]: the run's headline figures (tokens, tokens/s, ETA, state, …), folded
 //!   from its events by [`RunSummary::apply`]; the server, the page and the terminal bar
-//!   all read this one computation so that they agree.
+//!   all read this one computation so that they agree. Definitions: `docs/metrics.md`.
 //!
 //! Floats that may be NaN or ±Infinity (losses, rates) travel as JSON numbers when finite
 //! and as the strings `"NaN"`, `"Infinity"` and `"-Infinity"` otherwise; see [`float`].
 
 pub mod event;
 pub mod float;
+pub mod metrics;
 pub mod summary;
 
 pub use event::{
-    Checkpoint, Eval, Event, EventBody, RunStart, RunState, Sample, StateChange, Step, StoredEvent,
+    Checkpoint, Eval, Event, EventBody, ModelShape, RunStart, RunState, Sample, StateChange, Step, StoredEvent,
 };
-pub use summary::{RunSummary, ThroughputMeter};
+pub use metrics::{Eta, EtaStatus, Session};
+pub use summary::RunSummary;

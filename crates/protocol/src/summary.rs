@@ -2,32 +2,14 @@
 //!
 //! Every figure is a pure function of the event stream and the events' own `time` stamps
 //! (the producer's clock), so a replayed or delayed stream gives the same numbers, and the
-//! server, the page and the terminal bar agree.
-//!
-//! * `tokens_per_sec`: tokens trained over the last [`RATE_WINDOW_SECS`] of step events of
-//!   the current session, `(tokens_last − tokens_first) / (time_last − time_first)`; `None`
-//!   until that window spans at least [`MIN_RATE_INTERVAL_SECS`] (no spike from a near-zero
-//!   interval, never NaN or Infinity).
-//! * `eta_secs`: remaining tokens divided by the long-run rate since warm-up,
-//!   `(tokens_last − tokens_w) / (time_last − time_w)` where `w` is the step event that ends
-//!   the warm-up (the first [`WARMUP_STEPS`] steps of the session, which include compilation
-//!   and cache warming). Evals, samples and checkpoints that recur between steps are inside
-//!   that interval, so their cost is amortized. `None` ("estimating…") until
-//!   [`MIN_ETA_STEPS`] steps after warm-up spanning [`MIN_RATE_INTERVAL_SECS`]; `0` once the
-//!   budget is reached; `None` again once the run has ended.
+//! server, the page and the terminal bar agree. The definitions and formulas are in
+//! `docs/metrics.md`; the bookkeeping behind tokens/s and the ETA is [`crate::metrics`].
 
 use crate::event::{Event, EventBody, RunState, Sample, StoredEvent};
+use crate::metrics::{EtaStatus, Session};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 
-/// Width of the recent window for the shown tokens/s, in seconds of producer time.
-pub const RATE_WINDOW_SECS: f64 = 30.0;
-/// Shortest interval a rate is computed over, in seconds.
-pub const MIN_RATE_INTERVAL_SECS: f64 = 1.0;
-/// Steps at the start of a session left out of the ETA's rate (compile, warm caches).
-pub const WARMUP_STEPS: u64 = 3;
-/// Steps after warm-up needed before an ETA is given.
-pub const MIN_ETA_STEPS: u64 = 3;
+pub use crate::metrics::{MIN_ETA_STEPS, MIN_RATE_INTERVAL_SECS, RATE_WINDOW_SECS, WARMUP_STEPS};
 
 /// A run's headline figures, as `GET /api/runs/{id}` returns them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -67,14 +49,40 @@ pub struct RunSummary {
     /// Gradient norm of the latest step (before clipping).
     #[serde(with = "crate::float::option")]
     pub grad_norm: Option<f64>,
-    /// Recent throughput in tokens per second (see the module docs); `None` while unknown.
+    /// Tokens/s over the last 30 s of training in this session; `None` while unknown.
     pub tokens_per_sec: Option<f64>,
     /// Mean step time over the same recent window, milliseconds; `None` while unknown.
     pub step_time_ms: Option<f64>,
-    /// Seconds of training left; `None` while estimating and after the run has ended.
+    /// Tokens/s since the end of warm-up in this session, evals and checkpoints amortized:
+    /// the rate the ETA divides by. `None` while estimating.
+    pub long_run_tokens_per_sec: Option<f64>,
+    /// What the ETA fields hold: `estimating`, `estimated`, `paused`, `finishing` or `none`.
+    pub eta_status: EtaStatus,
+    /// Seconds of training left; `None` unless `eta_status` is `estimated`, `paused` or
+    /// `finishing` (0).
     pub eta_secs: Option<f64>,
-    /// Expected finish, seconds since the Unix epoch (producer clock); `None` with `eta_secs`.
+    /// 10th percentile of the seconds left; `None` with `eta_secs`.
+    pub eta_low_secs: Option<f64>,
+    /// 90th percentile of the seconds left; `None` with `eta_secs`.
+    pub eta_high_secs: Option<f64>,
+    /// Expected finish, seconds since the Unix epoch (producer clock): the latest step's
+    /// time plus `eta_secs`. `None` unless `eta_status` is `estimated`.
     pub finish_time: Option<f64>,
+    /// Training FLOPs per token from `run_start.model` (see [`crate::ModelShape`]).
+    pub flops_per_token: Option<f64>,
+    /// Model FLOP/s: `flops_per_token × tokens_per_sec`.
+    pub model_flops_per_sec: Option<f64>,
+    /// Peak FLOP/s of the hardware, from `run_start` (MFU's denominator).
+    pub peak_flops_per_sec: Option<f64>,
+    /// Where `peak_flops_per_sec` comes from, for people.
+    pub peak_flops_source: Option<String>,
+    /// Model FLOPs utilization, `model_flops_per_sec / peak_flops_per_sec`, as a fraction.
+    /// Not capped: above 1 means the peak is set too low (viewers warn).
+    pub mfu: Option<f64>,
+    /// Ranks that report the run (`run_start.world_size`, else 1).
+    pub world_size: u32,
+    /// Micro-batches per optimizer step (`run_start.grad_accum`); `None` when not said.
+    pub grad_accum: Option<u32>,
     /// `time` of the `run_start` event, seconds since the Unix epoch.
     pub start_time: Option<f64>,
     /// `time` of the latest event.
@@ -89,9 +97,9 @@ pub struct RunSummary {
     pub checkpoint_step: Option<u64>,
     /// Latest generated text sample.
     pub sample: Option<Sample>,
-    /// Rate bookkeeping; not part of the wire format.
+    /// Bookkeeping of the current session; not part of the wire format.
     #[serde(skip)]
-    pub meter: ThroughputMeter,
+    pub session: Session,
 }
 
 impl RunSummary {
@@ -101,7 +109,9 @@ impl RunSummary {
     }
 
     /// Fold a stored event in. Events must come in `seq` order; a repeated or older `seq`
-    /// is ignored, so applying a stream twice changes nothing.
+    /// is ignored, so applying a stream twice changes nothing. An event delivered twice
+    /// under different `seq`s (same identity: a step's rank, step and micro-step, or the
+    /// same `run_start`) is applied once.
     pub fn apply(&mut self, stored: &StoredEvent) {
         if stored.seq <= self.last_seq && self.last_seq != 0 {
             return;
@@ -110,13 +120,17 @@ impl RunSummary {
         self.apply_event(&stored.event);
     }
 
-    fn apply_event(&mut self, event: &Event) {
+    /// Fold an event in (for streams without `seq`, such as a producer's own view).
+    pub fn apply_event(&mut self, event: &Event) {
         let time = event.time;
         if time.is_finite() {
             self.last_time = Some(self.last_time.map_or(time, |t| t.max(time)));
         }
         match &event.body {
             EventBody::RunStart(start) => {
+                if self.session.is_started_by(time, start) {
+                    return self.refresh_derived();
+                }
                 self.name = start.name.clone();
                 self.config = start.config.clone();
                 self.total_tokens = start.total_tokens;
@@ -124,17 +138,27 @@ impl RunSummary {
                 self.step = start.start_step;
                 self.tokens = start.start_tokens;
                 self.start_tokens = start.start_tokens;
+                self.loss = None;
                 self.state = RunState::Running;
-                self.start_time.get_or_insert(time);
-                self.meter = ThroughputMeter::default();
+                self.message.clear();
+                if time.is_finite() {
+                    self.start_time.get_or_insert(time);
+                }
+                self.world_size = start.world_size.unwrap_or(1).max(1);
+                self.grad_accum = start.grad_accum;
+                self.flops_per_token = start.model.as_ref().and_then(|m| m.training_flops_per_token());
+                self.peak_flops_per_sec = start.peak_flops_per_sec.filter(|p| p.is_finite() && *p > 0.0);
+                self.peak_flops_source = start.peak_flops_source.clone();
+                self.session = Session::new(time, start);
             }
             EventBody::Step(step) => {
-                self.step = step.step;
-                self.tokens = step.tokens;
-                self.loss = Some(step.loss);
-                self.lr = step.lr;
-                self.grad_norm = step.grad_norm;
-                self.meter.record_step(time, step.tokens, step.step_time_ms);
+                if self.session.record_step(time, step) {
+                    self.step = self.session.step();
+                    self.tokens = self.session.tokens();
+                    self.loss = self.session.loss().or(self.loss);
+                    self.lr = step.lr;
+                    self.grad_norm = step.grad_norm;
+                }
             }
             EventBody::Eval(eval) => self.val_loss = Some(eval.val_loss),
             EventBody::Sample(sample) => self.sample = Some(sample.clone()),
@@ -145,6 +169,7 @@ impl RunSummary {
             EventBody::State(change) => {
                 self.state = change.state;
                 self.message = change.message.clone();
+                self.session.record_pause(time, change.state == RunState::Paused);
             }
         }
         self.refresh_derived();
@@ -168,113 +193,55 @@ impl RunSummary {
             (_, Some(total)) if total > 0 => Some((self.step as f64 / total as f64).min(1.0)),
             _ => None,
         };
-        self.tokens_per_sec = self.meter.recent_tokens_per_sec();
-        self.step_time_ms = self.meter.recent_step_time_ms();
-        self.eta_secs = if self.state.is_finished() { None } else { self.remaining_secs() };
-        self.finish_time = match (self.eta_secs, self.meter.last_time()) {
-            (Some(eta), Some(last)) => Some(last + eta),
+        self.tokens_per_sec = self.session.recent_tokens_per_sec();
+        self.step_time_ms = self.session.recent_step_time_ms();
+        self.long_run_tokens_per_sec = self.session.long_run_tokens_per_sec();
+        self.refresh_eta();
+        self.model_flops_per_sec = match (self.flops_per_token, self.tokens_per_sec) {
+            (Some(flops), Some(rate)) => Some(flops * rate).filter(|f| f.is_finite()),
+            _ => None,
+        };
+        self.mfu = match (self.model_flops_per_sec, self.peak_flops_per_sec) {
+            (Some(flops), Some(peak)) => Some(flops / peak).filter(|f| f.is_finite()),
             _ => None,
         };
     }
 
-    fn remaining_secs(&self) -> Option<f64> {
-        let rate = self.meter.long_run_tokens_per_sec()?;
-        let remaining_tokens = match (self.total_tokens, self.total_steps) {
-            (Some(total), _) => total.saturating_sub(self.tokens) as f64,
-            (None, Some(total_steps)) => {
-                // Without a token budget, work is counted in steps at the session's mean
-                // tokens per step.
-                let tokens_per_step = self.meter.mean_tokens_per_step()?;
-                total_steps.saturating_sub(self.step) as f64 * tokens_per_step
+    fn refresh_eta(&mut self) {
+        (self.eta_secs, self.eta_low_secs, self.eta_high_secs, self.finish_time) = (None, None, None, None);
+        let budget_known = self.total_tokens.is_some_and(|t| t > 0) || self.total_steps.is_some_and(|s| s > 0);
+        let live = self.last_seq > 0 || self.start_time.is_some();
+        self.eta_status = if !budget_known || !live || self.state.is_finished() || self.state == RunState::Stopping {
+            EtaStatus::None
+        } else if self.budget_reached() {
+            (self.eta_secs, self.eta_low_secs, self.eta_high_secs) = (Some(0.0), Some(0.0), Some(0.0));
+            EtaStatus::Finishing
+        } else {
+            let remaining_tokens = self.total_tokens.filter(|t| *t > 0).map(|t| t.saturating_sub(self.tokens));
+            let remaining_steps = self.total_steps.filter(|s| *s > 0).map(|s| s.saturating_sub(self.step));
+            let eta = self.session.eta(remaining_tokens, remaining_steps);
+            if let Some(eta) = eta {
+                (self.eta_secs, self.eta_low_secs, self.eta_high_secs) = (Some(eta.secs), Some(eta.low_secs), Some(eta.high_secs));
             }
-            (None, None) => return None,
+            match (eta, self.state == RunState::Paused || self.session.is_paused()) {
+                (_, true) => EtaStatus::Paused,
+                (Some(eta), false) => {
+                    self.finish_time = self.session.last_step_time().map(|t| t + eta.secs);
+                    EtaStatus::Estimated
+                }
+                (None, false) => EtaStatus::Estimating,
+            }
         };
-        Some(remaining_tokens / rate)
     }
-}
 
-/// Bookkeeping for tokens/s and ETA over the step events of the current session.
-///
-/// Keeps the step events of the last [`RATE_WINDOW_SECS`] plus the one step that ends the
-/// warm-up, so memory stays bounded however long the run is.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ThroughputMeter {
-    /// Step events seen in this session.
-    steps_seen: u64,
-    /// `(time, tokens)` of the step event that ends the warm-up.
-    warm: Option<(f64, u64)>,
-    /// `(time, tokens, step_time_ms)` of recent steps, oldest first.
-    recent: VecDeque<(f64, u64, Option<f64>)>,
-}
-
-impl ThroughputMeter {
-    /// Record a step event at `time` (seconds) with cumulative `tokens`.
-    pub fn record_step(&mut self, time: f64, tokens: u64, step_time_ms: Option<f64>) {
-        if !time.is_finite() {
-            return;
-        }
-        self.steps_seen += 1;
-        if self.steps_seen == WARMUP_STEPS.max(1) {
-            self.warm = Some((time, tokens));
-        }
-        self.recent.push_back((time, tokens, step_time_ms));
-        while let Some(&(oldest, _, _)) = self.recent.front() {
-            if time - oldest > RATE_WINDOW_SECS && self.recent.len() > 2 {
-                self.recent.pop_front();
-            } else {
-                break;
-            }
+    /// Whether the token budget (or, without one, the step budget) is reached.
+    fn budget_reached(&self) -> bool {
+        match (self.total_tokens, self.total_steps) {
+            (Some(total), _) if total > 0 => self.tokens >= total || self.total_steps.is_some_and(|s| s > 0 && self.step >= s),
+            (_, Some(total)) if total > 0 => self.step >= total,
+            _ => false,
         }
     }
-
-    /// Time of the latest step event recorded.
-    pub fn last_time(&self) -> Option<f64> {
-        self.recent.back().map(|r| r.0)
-    }
-
-    /// Tokens/s over the recent window; `None` until it spans [`MIN_RATE_INTERVAL_SECS`].
-    pub fn recent_tokens_per_sec(&self) -> Option<f64> {
-        let (first, last) = (self.recent.front()?, self.recent.back()?);
-        rate(first.0, first.1, last.0, last.1)
-    }
-
-    /// Mean of the reported step times over the recent window, in milliseconds.
-    pub fn recent_step_time_ms(&self) -> Option<f64> {
-        let times: Vec<f64> = self.recent.iter().filter_map(|r| r.2).filter(|t| t.is_finite()).collect();
-        if times.is_empty() {
-            return None;
-        }
-        Some(times.iter().sum::<f64>() / times.len() as f64)
-    }
-
-    /// Tokens/s since the end of warm-up; `None` until [`MIN_ETA_STEPS`] steps after it.
-    pub fn long_run_tokens_per_sec(&self) -> Option<f64> {
-        let (warm_time, warm_tokens) = self.warm?;
-        if self.steps_seen < WARMUP_STEPS.max(1) + MIN_ETA_STEPS {
-            return None;
-        }
-        let last = self.recent.back()?;
-        rate(warm_time, warm_tokens, last.0, last.1)
-    }
-
-    /// Mean tokens per step since warm-up.
-    fn mean_tokens_per_step(&self) -> Option<f64> {
-        let (_, warm_tokens) = self.warm?;
-        let last = self.recent.back()?;
-        let steps = self.steps_seen.checked_sub(WARMUP_STEPS.max(1)).filter(|&s| s > 0)?;
-        Some(last.1.saturating_sub(warm_tokens) as f64 / steps as f64)
-    }
-}
-
-/// `(tokens1 − tokens0) / (time1 − time0)`, or `None` when the interval is shorter than
-/// [`MIN_RATE_INTERVAL_SECS`] or no tokens were trained.
-fn rate(time0: f64, tokens0: u64, time1: f64, tokens1: u64) -> Option<f64> {
-    let secs = time1 - time0;
-    // `secs` may be NaN; only a finite interval of at least the minimum counts.
-    if secs.is_nan() || secs < MIN_RATE_INTERVAL_SECS || tokens1 <= tokens0 {
-        return None;
-    }
-    Some((tokens1 - tokens0) as f64 / secs)
 }
 
 #[cfg(test)]

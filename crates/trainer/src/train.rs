@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use candle_core::Var;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use trainconsole_protocol::{Checkpoint, Eval, Event, RunStart, RunState, Sample, StateChange, Step};
+use trainconsole_protocol::{Checkpoint, Eval, Event, ModelShape, RunStart, RunState, Sample, StateChange, Step};
 
 use crate::checkpoint::{
     CHECKPOINT_FORMAT_VERSION, CheckpointMeta, load_checkpoint, read_checkpoint_meta, save_checkpoint,
@@ -160,6 +160,17 @@ pub fn train(
         resumed_from: resume.map(|dir| dir.display().to_string()),
         grad_accum: Some(1),
         world_size: None,
+        // nanoGPT's get_num_params(): position embeddings do not take part in the matmuls.
+        model: Some(ModelShape {
+            params: Some(model.num_params().saturating_sub(cfg.block_size * cfg.n_embd) as u64),
+            n_layer: Some(cfg.n_layer as u64),
+            d_model: Some(cfg.n_embd as u64),
+            seq_len: Some(cfg.block_size as u64),
+            flops_per_token: None,
+        }),
+        // The peak depends on the machine, which the caller knows.
+        peak_flops_per_sec: None,
+        peak_flops_source: None,
     }));
     sink.emit(Event::now(StateChange { state: RunState::Running, message: String::new() }));
 

@@ -1,0 +1,394 @@
+//! Throughput, progress and ETA bookkeeping for one session of a run: pure functions of the
+//! step and state events and their own `time` stamps (the producer's clock).
+//!
+//! A **session** is the stretch of a run from one `run_start` to the next: a fresh run has
+//! one; a run resumed from a checkpoint in the same stream starts a new one, whose restored
+//! tokens count as done but not as work of the session. The definitions and formulas are
+//! written out in `docs/metrics.md`; the constants below are the tunable parts.
+//!
+//! Time is measured on the session's **active clock**: producer seconds since the session's
+//! `run_start`, minus the time spent in state `paused`. It never runs backwards (a stamp
+//! earlier than the latest one seen counts as that one), so every interval is ≥ 0.
+
+use crate::event::{RunStart, Step};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Width of the recent window for the shown tokens/s, in seconds of the active clock.
+pub const RATE_WINDOW_SECS: f64 = 30.0;
+/// Shortest interval a rate is computed over, in seconds: a shorter one gives no rate
+/// rather than a spike.
+pub const MIN_RATE_INTERVAL_SECS: f64 = 1.0;
+/// Optimizer steps at the start of a session that the ETA's rate leaves out (compilation,
+/// cache and allocator warm-up, the first eval before step 1).
+pub const WARMUP_STEPS: u64 = 3;
+/// Optimizer steps after warm-up needed before an ETA is given.
+pub const MIN_ETA_STEPS: u64 = 5;
+/// z-score of the 90th percentile of the standard normal distribution: the ETA range is
+/// `eta ± ETA_RANGE_Z · sd`, its 10th to 90th percentile.
+pub const ETA_RANGE_Z: f64 = 1.281_551_565_545;
+
+/// What the ETA fields of the run summary hold (`eta_status` on the wire).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EtaStatus {
+    /// No ETA: no budget is known, no run has started, or the run is stopping or has ended.
+    #[default]
+    None,
+    /// Not enough evidence yet (warm-up, or too few steps after it); `eta_secs` is null.
+    Estimating,
+    /// `eta_secs`, its range and `finish_time` hold an estimate.
+    Estimated,
+    /// The run is paused: `eta_secs` is the training time left (if known), `finish_time` null.
+    Paused,
+    /// The budget is reached; the trainer is finishing (final eval, checkpoint). `eta_secs` 0.
+    Finishing,
+}
+
+/// The remaining-time estimate of a session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eta {
+    /// Training seconds left: remaining work over the long-run rate. Finite and ≥ 0.
+    pub secs: f64,
+    /// 10th percentile of the remaining seconds. Finite, in `[0, secs]`.
+    pub low_secs: f64,
+    /// 90th percentile of the remaining seconds. Finite, ≥ `secs`.
+    pub high_secs: f64,
+}
+
+/// One point of the session's timeline, taken at each applied step event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Point {
+    /// Active-clock seconds since the session started.
+    active_secs: f64,
+    /// Producer time of the event, seconds since the Unix epoch.
+    time: f64,
+    /// The run's token count after the event.
+    tokens: u64,
+    /// Optimizer steps completed after the event.
+    step: u64,
+    /// The event's reported step time, milliseconds.
+    step_time_ms: Option<f64>,
+}
+
+/// What one rank has reported in this session.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Rank {
+    /// Its latest cumulative token count.
+    tokens: u64,
+    /// `(step, micro_step)` of its latest applied event: later events must be greater.
+    last_key: Option<(u64, u32)>,
+}
+
+/// Token-weighted loss of the micro-batches of one optimizer step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct LossSum {
+    weighted: f64,
+    weight: f64,
+    plain: f64,
+    count: u32,
+}
+
+impl LossSum {
+    fn add(&mut self, loss: f64, weight: f64) {
+        self.weighted += loss * weight;
+        self.weight += weight;
+        self.plain += loss;
+        self.count += 1;
+    }
+
+    /// Token-weighted mean; the plain mean when no weights are known.
+    fn mean(&self) -> f64 {
+        if self.weight > 0.0 { self.weighted / self.weight } else { self.plain / f64::from(self.count.max(1)) }
+    }
+}
+
+/// Weighted running mean and variance (West's weighted form of Welford's algorithm).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct RunningStats {
+    weight: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl RunningStats {
+    fn add(&mut self, x: f64, weight: f64) {
+        if !(x.is_finite() && weight > 0.0) {
+            return;
+        }
+        self.weight += weight;
+        let delta = x - self.mean;
+        self.mean += delta * weight / self.weight;
+        self.m2 += weight * delta * (x - self.mean);
+    }
+
+    /// Population standard deviation.
+    fn std_dev(&self) -> f64 {
+        if self.weight > 0.0 { (self.m2 / self.weight).max(0.0).sqrt() } else { 0.0 }
+    }
+}
+
+/// Step completion on the active clock: where step costs are measured from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Completion {
+    active_secs: f64,
+    step: u64,
+    tokens: u64,
+}
+
+/// Bookkeeping of one session: token counts per rank, the step counter under gradient
+/// accumulation, the timeline for rates, and the spread of step times for the ETA range.
+///
+/// Memory is bounded: the ranks, the last two steps' losses, and the points of the last
+/// [`RATE_WINDOW_SECS`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Session {
+    /// The `run_start` that began the session and its time (a repeat of it is ignored).
+    start: Option<(f64, RunStart)>,
+    ranks: BTreeMap<u32, Rank>,
+    /// Optimizer steps completed (the largest completed by any rank).
+    step: u64,
+    /// Largest `micro_step` seen, for telling the end of a step when `grad_accum` is unknown.
+    max_micro_step: u32,
+    /// Losses of the optimizer steps still accumulating and of the latest completed one.
+    losses: BTreeMap<u64, LossSum>,
+    /// Producer time when the current pause began.
+    paused_since: Option<f64>,
+    /// Seconds spent paused so far in this session.
+    paused_secs: f64,
+    /// Points of the last [`RATE_WINDOW_SECS`], oldest first; the first may lie just before
+    /// the window, as its left edge.
+    recent: VecDeque<Point>,
+    /// The point at which the warm-up ended.
+    warm: Option<Point>,
+    /// The latest step completion after warm-up.
+    completion: Option<Completion>,
+    /// Seconds per optimizer step between completions after warm-up (all overheads included).
+    step_secs: RunningStats,
+}
+
+impl Session {
+    /// A new session begun by `start` at producer time `time`.
+    pub fn new(time: f64, start: &RunStart) -> Self {
+        Self { start: Some((time, start.clone())), step: start.start_step, ..Self::default() }
+    }
+
+    /// Whether `start` at `time` is the very event that began this session (a duplicate).
+    pub fn is_started_by(&self, time: f64, start: &RunStart) -> bool {
+        self.start.as_ref().is_some_and(|(t, s)| t.to_bits() == time.to_bits() && s == start)
+    }
+
+    fn start_time(&self) -> Option<f64> {
+        self.start.as_ref().map(|(t, _)| *t).filter(|t| t.is_finite())
+    }
+
+    /// Tokens restored at the start of the session (0 for a fresh run).
+    pub fn start_tokens(&self) -> u64 {
+        self.start.as_ref().map_or(0, |(_, s)| s.start_tokens)
+    }
+
+    fn world_size(&self) -> u32 {
+        self.start.as_ref().and_then(|(_, s)| s.world_size).unwrap_or(1).max(1)
+    }
+
+    /// The run's token count: the sum over ranks of their latest cumulative counts, and at
+    /// least the tokens restored at the start.
+    pub fn tokens(&self) -> u64 {
+        let sum = self.ranks.values().fold(0u64, |sum, rank| sum.saturating_add(rank.tokens));
+        sum.max(self.start_tokens())
+    }
+
+    /// Optimizer steps completed.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Training loss of the latest completed optimizer step: the token-weighted mean of its
+    /// micro-batches over every rank reported so far.
+    pub fn loss(&self) -> Option<f64> {
+        self.losses.get(&self.step).map(LossSum::mean)
+    }
+
+    /// Apply a step event at producer time `time`. Returns `false` (and changes nothing) for
+    /// a duplicate: an event whose `(step, micro_step)` is not after the latest one its rank
+    /// reported in this session.
+    pub fn record_step(&mut self, time: f64, step: &Step) -> bool {
+        let micro_step = step.micro_step.unwrap_or(0);
+        let key = (step.step, micro_step);
+        let first_share = self.start_tokens() / u64::from(self.world_size());
+        // A rank's first event is measured from its share of the restored tokens.
+        let rank = self.ranks.entry(step.rank.unwrap_or(0)).or_insert(Rank { tokens: first_share, last_key: None });
+        if rank.last_key.is_some_and(|last| key <= last) {
+            return false;
+        }
+        // The event's own tokens: the rise of its rank's cumulative count.
+        let weight = step.tokens.saturating_sub(rank.tokens) as f64;
+        rank.tokens = rank.tokens.max(step.tokens);
+        rank.last_key = Some(key);
+
+        self.losses.entry(step.step).or_default().add(step.loss, weight);
+        self.max_micro_step = self.max_micro_step.max(micro_step);
+        let grad_accum = self.start.as_ref().and_then(|(_, s)| s.grad_accum).unwrap_or(self.max_micro_step + 1).max(1);
+        let completed = match step.micro_step {
+            Some(micro) if micro + 1 < grad_accum => step.step.saturating_sub(1),
+            _ => step.step,
+        };
+        let new_step = completed > self.step;
+        self.step = self.step.max(completed);
+        let latest = self.step;
+        self.losses.retain(|&s, _| s >= latest);
+
+        if let Some(active_secs) = self.active_secs(time) {
+            let point = Point { active_secs, time, tokens: self.tokens(), step: self.step, step_time_ms: step.step_time_ms };
+            self.push_point(point);
+            if new_step {
+                self.complete_step(point);
+            }
+        }
+        true
+    }
+
+    /// Apply a change of state at producer time `time`: `paused` starts a pause, anything
+    /// else ends one.
+    pub fn record_pause(&mut self, time: f64, paused: bool) {
+        if paused {
+            if self.paused_since.is_none() && time.is_finite() {
+                self.paused_since = Some(time);
+            }
+        } else {
+            self.end_pause(time);
+        }
+    }
+
+    /// Whether a pause is underway.
+    pub fn is_paused(&self) -> bool {
+        self.paused_since.is_some()
+    }
+
+    fn end_pause(&mut self, time: f64) {
+        if let Some(since) = self.paused_since.take() {
+            if time.is_finite() {
+                self.paused_secs += (time - since).max(0.0);
+            }
+        }
+    }
+
+    /// `time` on the active clock; `None` for a non-finite stamp or before any `run_start`.
+    fn active_secs(&mut self, time: f64) -> Option<f64> {
+        if !time.is_finite() {
+            return None;
+        }
+        // A step means training goes on: a pause the producer did not close ends here.
+        self.end_pause(time);
+        let start = self.start_time()?;
+        let active = time - start - self.paused_secs;
+        let floor = self.recent.back().map_or(f64::NEG_INFINITY, |p| p.active_secs);
+        Some(active.max(floor))
+    }
+
+    fn push_point(&mut self, point: Point) {
+        self.recent.push_back(point);
+        // Keep one point at or before the window's left edge.
+        while self.recent.len() > 2 && self.recent[1].active_secs <= point.active_secs - RATE_WINDOW_SECS {
+            self.recent.pop_front();
+        }
+    }
+
+    fn complete_step(&mut self, point: Point) {
+        let start_step = self.start.as_ref().map_or(0, |(_, s)| s.start_step);
+        match self.completion {
+            None if self.warm.is_none() => {
+                if point.step >= start_step.saturating_add(WARMUP_STEPS) {
+                    self.warm = Some(point);
+                    self.completion = Some(Completion { active_secs: point.active_secs, step: point.step, tokens: point.tokens });
+                }
+            }
+            None => {}
+            Some(previous) => {
+                let steps = point.step - previous.step;
+                let secs = point.active_secs - previous.active_secs;
+                self.step_secs.add(secs / steps as f64, steps as f64);
+                self.completion = Some(Completion { active_secs: point.active_secs, step: point.step, tokens: point.tokens });
+            }
+        }
+    }
+
+    /// Producer time of the latest step event with a finite stamp.
+    pub fn last_step_time(&self) -> Option<f64> {
+        self.recent.back().map(|p| p.time)
+    }
+
+    /// Tokens/s over the last [`RATE_WINDOW_SECS`] of the active clock: the rise in tokens
+    /// from the point at (or nearest after) the window's left edge to the latest point, over
+    /// the active seconds between them. `None` until that spans [`MIN_RATE_INTERVAL_SECS`].
+    pub fn recent_tokens_per_sec(&self) -> Option<f64> {
+        let (first, last) = (self.recent.front()?, self.recent.back()?);
+        rate(first.active_secs, first.tokens, last.active_secs, last.tokens)
+    }
+
+    /// Mean reported step time over the recent window, in milliseconds.
+    pub fn recent_step_time_ms(&self) -> Option<f64> {
+        let (sum, count) = self
+            .recent
+            .iter()
+            .filter_map(|p| p.step_time_ms)
+            .filter(|ms| ms.is_finite() && *ms >= 0.0)
+            .fold((0.0, 0u32), |(sum, count), ms| (sum + ms, count + 1));
+        (count > 0).then(|| sum / f64::from(count))
+    }
+
+    /// Tokens/s since the end of warm-up on the active clock (evals, samples and checkpoints
+    /// between steps included, so their cost is amortized). `None` until [`MIN_ETA_STEPS`]
+    /// optimizer steps after warm-up spanning [`MIN_RATE_INTERVAL_SECS`].
+    pub fn long_run_tokens_per_sec(&self) -> Option<f64> {
+        let (warm, completion) = (self.warm?, self.completion?);
+        if completion.step - warm.step < MIN_ETA_STEPS {
+            return None;
+        }
+        let last = self.recent.back()?;
+        rate(warm.active_secs, warm.tokens, last.active_secs, last.tokens).filter(|r| *r > 0.0)
+    }
+
+    /// The ETA for `remaining_tokens` and/or `remaining_steps` of work (the smaller wins when
+    /// both are known); `None` while estimating or when neither is known.
+    ///
+    /// `secs = remaining_tokens / long_run_tokens_per_sec`. The range treats the `n` steps
+    /// left as draws from the step times seen since warm-up (mean `μ`, standard deviation
+    /// `σ`, over `k` steps): their sum has variance `n·σ²`, and `μ` itself is uncertain by
+    /// `σ/√k`, adding `(n·σ)²/k`; so `sd = σ·√(n + n²/k)`, and the range is
+    /// `secs ± ETA_RANGE_Z · sd` (normal approximation of the 10th and 90th percentiles),
+    /// the low end floored at 0.
+    pub fn eta(&self, remaining_tokens: Option<u64>, remaining_steps: Option<u64>) -> Option<Eta> {
+        let rate = self.long_run_tokens_per_sec()?;
+        let (warm, completion) = (self.warm?, self.completion?);
+        let steps_seen = (completion.step - warm.step) as f64;
+        let tokens_per_step = completion.tokens.saturating_sub(warm.tokens) as f64 / steps_seen;
+        let by_tokens = remaining_tokens.map(|t| t as f64);
+        let by_steps = remaining_steps.map(|s| s as f64 * tokens_per_step);
+        let remaining = match (by_tokens, by_steps) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return None,
+        };
+        let secs = remaining / rate;
+        let steps_left = if tokens_per_step > 0.0 { remaining / tokens_per_step } else { 0.0 };
+        let k = self.step_secs.weight.max(1.0);
+        let spread = ETA_RANGE_Z * self.step_secs.std_dev() * (steps_left + steps_left * steps_left / k).sqrt();
+        if !(secs.is_finite() && spread.is_finite()) {
+            return None;
+        }
+        let secs = secs.max(0.0);
+        Some(Eta { secs, low_secs: (secs - spread).max(0.0), high_secs: secs + spread })
+    }
+}
+
+/// `(tokens1 − tokens0) / (secs1 − secs0)`; `None` when the interval is shorter than
+/// [`MIN_RATE_INTERVAL_SECS`] (or not a number). Never NaN or infinite.
+fn rate(secs0: f64, tokens0: u64, secs1: f64, tokens1: u64) -> Option<f64> {
+    let secs = secs1 - secs0;
+    if secs.is_nan() || secs < MIN_RATE_INTERVAL_SECS {
+        return None;
+    }
+    let rate = tokens1.saturating_sub(tokens0) as f64 / secs;
+    rate.is_finite().then_some(rate)
+}
