@@ -4,6 +4,7 @@
 //!   console while it runs, and exits after writing the final checkpoint.
 //! * `trainconsole serve` serves the runs stored in the runs directory.
 
+mod peak;
 mod progress;
 
 use anyhow::{Context, Result, bail};
@@ -11,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use trainconsole_protocol::{Event, RunState, StateChange};
+use trainconsole_protocol::{Event, EventBody, RunState, StateChange};
 use trainconsole_server::{AllowedHosts, Hub, Publisher};
 use trainconsole_trainer::{AbortHandle, Corpus, EventSink, TrainConfig, TrainOutcome};
 
@@ -85,6 +86,10 @@ struct TrainArgs {
     /// Do not draw the terminal progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Peak FLOP/s of the hardware, for MFU (for example 3e11). Default: estimated from this
+    /// CPU (threads × clock × f32 FLOPs per cycle; see docs/metrics.md).
+    #[arg(long, value_parser = peak::parse_flops)]
+    peak_flops: Option<f64>,
 }
 
 fn main() {
@@ -183,13 +188,14 @@ async fn train(args: TrainArgs) -> Result<i32> {
 
     let publisher = hub.publisher(&run_id);
     let resume = args.resume.clone();
+    let peak = args.peak_flops.map_or_else(peak::estimate_cpu, peak::given);
     let trainer = tokio::task::spawn_blocking(move || {
-        let mut sink = HubSink(publisher);
+        let mut sink = HubSink { publisher, peak };
         let outcome = trainconsole_trainer::train(&config, &corpus, &run_dir, resume.as_deref(), &name, &abort, &mut sink);
         if let Err(err) = &outcome {
-            sink.0.publish(Event::now(StateChange { state: RunState::Failed, message: err.to_string() }));
+            sink.publisher.publish(Event::now(StateChange { state: RunState::Failed, message: err.to_string() }));
         }
-        let flushed = sink.0.flush(Duration::from_secs(30));
+        let flushed = sink.publisher.flush(Duration::from_secs(30));
         (outcome, flushed)
     });
     let (outcome, flushed) = trainer.await.context("the training thread panicked")?;
@@ -339,12 +345,22 @@ fn error_chain(err: &anyhow::Error) -> String {
     text
 }
 
-/// Hands the trainer's events to the hub without blocking.
-struct HubSink(Publisher);
+/// Hands the trainer's events to the hub without blocking, adding this machine's peak FLOP/s
+/// to `run_start` (the trainer does not know the hardware).
+struct HubSink {
+    publisher: Publisher,
+    peak: peak::Peak,
+}
 
 impl EventSink for HubSink {
-    fn emit(&mut self, event: Event) {
-        self.0.publish(event);
+    fn emit(&mut self, mut event: Event) {
+        if let EventBody::RunStart(start) = &mut event.body {
+            if start.peak_flops_per_sec.is_none() {
+                start.peak_flops_per_sec = Some(self.peak.flops_per_sec);
+                start.peak_flops_source = Some(self.peak.source.clone());
+            }
+        }
+        self.publisher.publish(event);
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
-use trainconsole_protocol::RunSummary;
+use trainconsole_protocol::{EtaStatus, RunState, RunSummary};
 use trainconsole_server::RunEntry;
 
 /// Without a terminal, a plain progress line is printed this often.
@@ -63,8 +63,8 @@ fn draw(bar: &ProgressBar, summary: &RunSummary) {
     bar.set_message(status_text(summary));
 }
 
-/// One line of status, e.g.
-/// `204,800/2,000,000 tokens (10.2%) · step 100/977 · loss 2.3142 · 2,510 tok/s · ETA 11m 55s`.
+/// One line of status, e.g. `204,800/2,000,000 tokens (10.2%) · step 100/977 · loss 2.3142 ·
+/// 2,510 tok/s · MFU 4.8% · ETA 11m 55s (11m 02s–12m 48s)`.
 pub fn status_text(summary: &RunSummary) -> String {
     let mut parts = Vec::new();
     let tokens = match (summary.total_tokens, summary.progress) {
@@ -88,16 +88,53 @@ pub fn status_text(summary: &RunSummary) -> String {
         Some(rate) => format!("{} tok/s", group_thousands(rate.round() as u64)),
         None => "— tok/s".to_string(),
     });
-    parts.push(match (summary.state.is_finished(), summary.eta_secs) {
-        (true, _) => summary.state.to_string(),
-        (false, Some(eta)) if eta <= 0.0 => "finishing".to_string(),
-        (false, Some(eta)) => format!("ETA {}", format_duration(eta)),
-        (false, None) => "ETA estimating…".to_string(),
-    });
-    if summary.state == trainconsole_protocol::RunState::Stopping {
+    if let Some(mfu) = summary.mfu {
+        parts.push(format_mfu(mfu));
+    }
+    if let Some(eta) = eta_text(summary) {
+        parts.push(eta);
+    }
+    if summary.state.is_finished() {
+        parts.push(summary.state.to_string());
+    } else if summary.state == RunState::Stopping {
         parts.push("stopping…".to_string());
     }
     parts.join(" · ")
+}
+
+/// The ETA as the page shows it: `"ETA estimating…"`, `"ETA 2m 52s (2m 37s–3m 07s)"` (the
+/// 10th to 90th percentile in brackets), `"paused, 40s of training left"`, `"finishing"`, or
+/// nothing (no budget, or the run is stopping or has ended).
+pub fn eta_text(summary: &RunSummary) -> Option<String> {
+    let eta = summary.eta_secs.filter(|e| e.is_finite() && *e >= 0.0);
+    match summary.eta_status {
+        EtaStatus::None => None,
+        EtaStatus::Estimating => Some("ETA estimating…".to_string()),
+        EtaStatus::Finishing => Some("finishing".to_string()),
+        EtaStatus::Paused => Some(match eta {
+            Some(eta) => format!("paused, {} of training left", format_eta(eta)),
+            None => "paused".to_string(),
+        }),
+        EtaStatus::Estimated => Some(match (eta, summary.eta_low_secs, summary.eta_high_secs) {
+            (Some(eta), Some(low), Some(high)) => format!("ETA {} ({}–{})", format_eta(eta), format_eta(low), format_eta(high)),
+            (Some(eta), _, _) => format!("ETA {}", format_eta(eta)),
+            (None, _, _) => "ETA estimating…".to_string(),
+        }),
+    }
+}
+
+/// Seconds left, rounded up (as the page does): `"3m 05s"`.
+pub fn format_eta(secs: f64) -> String {
+    format_duration(secs.ceil())
+}
+
+/// MFU as a percent with one decimal; above 100% it says the peak must be wrong.
+pub fn format_mfu(mfu: f64) -> String {
+    if mfu > 1.0 {
+        format!("MFU {:.1}% (above 100%: the peak is set too low, see --peak-flops)", mfu * 100.0)
+    } else {
+        format!("MFU {:.1}%", mfu * 100.0)
+    }
 }
 
 /// A fraction in `[0, 1]` as a percent, rounded down as the page does (so 100% means done):
@@ -170,12 +207,38 @@ mod tests {
             total_steps: Some(977),
             loss: Some(2.31424),
             tokens_per_sec: Some(2510.4),
-            eta_secs: Some(715.0),
+            mfu: Some(0.0483),
+            eta_status: EtaStatus::Estimated,
+            eta_secs: Some(714.2),
+            eta_low_secs: Some(661.5),
+            eta_high_secs: Some(768.0),
             ..RunSummary::default()
         };
         assert_eq!(
             status_text(&summary),
-            "204,800/2,000,000 tokens (10.2%) · step 100/977 · loss 2.3142 · 2,510 tok/s · ETA 11m 55s"
+            "204,800/2,000,000 tokens (10.2%) · step 100/977 · loss 2.3142 · 2,510 tok/s · MFU 4.8% · ETA 11m 55s (11m 02s–12m 48s)"
         );
+    }
+
+    #[test]
+    fn eta_through_a_run() {
+        let mut summary = RunSummary { eta_status: EtaStatus::Estimating, ..RunSummary::default() };
+        assert_eq!(eta_text(&summary).as_deref(), Some("ETA estimating…"));
+        summary.eta_status = EtaStatus::Paused;
+        summary.eta_secs = Some(39.2);
+        assert_eq!(eta_text(&summary).as_deref(), Some("paused, 40s of training left"));
+        summary.eta_status = EtaStatus::Finishing;
+        summary.eta_secs = Some(0.0);
+        assert_eq!(eta_text(&summary).as_deref(), Some("finishing"));
+        summary.eta_status = EtaStatus::None;
+        summary.state = RunState::Completed;
+        assert_eq!(eta_text(&summary), None);
+        assert!(status_text(&summary).ends_with(" · completed"), "{}", status_text(&summary));
+    }
+
+    #[test]
+    fn mfu_above_100_percent_warns() {
+        assert_eq!(format_mfu(0.123), "MFU 12.3%");
+        assert_eq!(format_mfu(1.5), "MFU 150.0% (above 100%: the peak is set too low, see --peak-flops)");
     }
 }
