@@ -7,6 +7,10 @@ import {
   formatDuration,
   formatEta,
   formatFloat,
+  formatFlops,
+  formatMfu,
+  parsePeakFlops,
+  type EtaStatus,
   formatInt,
   formatLoss,
   formatLr,
@@ -16,6 +20,10 @@ import {
   formatTokenCounter,
   formatTokensPerSec,
 } from './format'
+
+
+const eta = (eta_status: EtaStatus, eta_secs: number | null = null, eta_low_secs: number | null = null, eta_high_secs: number | null = null) =>
+  formatEta({ eta_status, eta_secs, eta_low_secs, eta_high_secs })
 
 describe('token counter', () => {
   it('groups thousands', () => {
@@ -105,21 +113,26 @@ describe('durations and ETA', () => {
     expect(formatDuration(-5)).toBe('0s')
   })
 
-  it('says estimating, finishing, or the time left', () => {
-    expect(formatEta(null, 'running')).toBe('estimating…')
-    expect(formatEta(0, 'running')).toBe('finishing')
-    expect(formatEta(200, 'running')).toBe('3m 20s')
-    expect(formatEta(199.2, 'running')).toBe('3m 20s') // rounded up
-    expect(formatEta(3723, 'stopping')).toBe('1h 02m 03s')
-    expect(formatEta(0.3, 'running')).toBe('1s')
+  it('says estimating, then the time left with its range, then finishing', () => {
+    expect(eta('estimating')).toEqual({ text: 'estimating…', range: null })
+    expect(eta('estimated', 200, 180, 230.5)).toEqual({ text: '3m 20s', range: '3m 00s – 3m 51s' })
+    expect(eta('estimated', 199.2, 0, 400)).toEqual({ text: '3m 20s', range: '0s – 6m 40s' }) // rounded up
+    expect(eta('estimated', 0.3, 0.1, 0.6)).toEqual({ text: '1s', range: '1s – 1s' })
+    expect(eta('estimated', 3723, 3600, 3900)?.text).toBe('1h 02m 03s')
+    expect(eta('estimated', 200)).toEqual({ text: '3m 20s', range: null }) // no range sent
+    expect(eta('finishing', 0, 0, 0)).toEqual({ text: 'finishing', range: null })
   })
 
-  it('clears the ETA once the run has ended', () => {
-    expect(formatEta(null, 'completed')).toBe(DASH)
-    expect(formatEta(120, 'aborted')).toBe(DASH)
-    expect(formatEta(null, 'failed')).toBe(DASH)
-    expect(formatEta(null, 'interrupted')).toBe(DASH)
-    expect(formatEta(null, undefined)).toBe(DASH)
+  it('says paused with the training time left', () => {
+    expect(eta('paused', 40, 35, 45)).toEqual({ text: 'paused', range: '40s of training left' })
+    expect(eta('paused')).toEqual({ text: 'paused', range: null })
+  })
+
+  it('shows nothing without a budget or once the run has ended', () => {
+    expect(eta('none')).toBeNull()
+    expect(eta('none', 120, 100, 140)).toBeNull()
+    expect(formatEta(null)).toBeNull()
+    expect(formatEta(undefined)).toBeNull()
   })
 
   it('shows the finish time as a local clock', () => {
@@ -152,8 +165,39 @@ describe('losses and floats', () => {
         expect(format(value as number)).toBe(DASH)
       }
     }
-    expect(formatEta(NaN, 'running')).toBe(DASH)
-    expect(formatEta(Infinity, 'running')).toBe(DASH)
+    expect(eta('estimated', NaN, 1, 2)).toEqual({ text: 'estimating…', range: null })
+    expect(eta('estimated', Infinity, 1, 2)).toEqual({ text: 'estimating…', range: null })
+    expect(eta('estimated', -5, -6, -4)).toEqual({ text: 'estimating…', range: null })
+    expect(eta('estimated', 10, NaN, Infinity)).toEqual({ text: '10s', range: null })
+    expect(formatMfu(NaN, 1e12)).toEqual({ text: DASH, warning: null })
+    expect(formatMfu(1e9, 0)).toEqual({ text: DASH, warning: null })
+    expect(formatFlops(Infinity)).toBe(DASH)
     expect(formatTokenCounter(NaN, 100)).toBe('— / 100 tokens')
+  })
+})
+
+describe('MFU', () => {
+  it('formats model FLOP/s and the peak with SI prefixes', () => {
+    expect(formatFlops(11.486e9)).toBe('11.5 GFLOP/s')
+    expect(formatFlops(166.144e9)).toBe('166 GFLOP/s')
+    expect(formatFlops(312e12)).toBe('312 TFLOP/s')
+    expect(formatFlops(999.6e9)).toBe('1.00 TFLOP/s')
+    expect(formatFlops(12)).toBe('12.0 FLOP/s')
+  })
+
+  it('is model FLOP/s over the peak, and warns above 100%', () => {
+    expect(formatMfu(11.486e9, 1e11)).toEqual({ text: '11.5%', warning: null })
+    expect(formatMfu(11.486e9, 312e12)).toEqual({ text: '0.00%', warning: null })
+    expect(formatMfu(4.2e9, 1e12)).toEqual({ text: '0.42%', warning: null })
+    expect(formatMfu(1.5e12, 1e12)).toEqual({ text: '150.0%', warning: 'above 100%: the peak is set too low' })
+  })
+
+  it('reads a peak the user types', () => {
+    expect(parsePeakFlops('3e11')).toBe(3e11)
+    expect(parsePeakFlops('312T')).toBe(312e12)
+    expect(parsePeakFlops(' 1.5 PFLOP/s ')).toBe(1.5e15)
+    expect(parsePeakFlops('166 gflop/s')).toBe(166e9)
+    expect(parsePeakFlops('166 GFLOPS')).toBe(166e9)
+    for (const bad of ['', 'fast', '0', '-3e11', '1e400', '12 X']) expect(parsePeakFlops(bad)).toBeNull()
   })
 })

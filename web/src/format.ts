@@ -139,22 +139,104 @@ export function formatDuration(secs: number | null | undefined): string {
   return `${seconds}s`
 }
 
-/** Whether a run in this state can still make progress (an ETA makes sense). */
-function isLive(state: string | null | undefined): boolean {
-  return state === 'running' || state === 'stopping'
+/** What the summary's ETA fields hold (`eta_status` on the wire; see docs/metrics.md). */
+export type EtaStatus = 'none' | 'estimating' | 'estimated' | 'paused' | 'finishing'
+
+/** The ETA fields of a run summary. */
+export interface EtaFields {
+  eta_status: EtaStatus
+  eta_secs: number | null
+  eta_low_secs: number | null
+  eta_high_secs: number | null
+}
+
+/** The ETA as the page shows it: the main text and, for an estimate, its range. */
+export interface EtaDisplay {
+  /** "estimating…", "3m 20s", "paused", "finishing". */
+  text: string
+  /** The 10th–90th percentile, "3m 02s – 3m 41s"; null when there is none. */
+  range: string | null
+}
+
+/** Seconds left, rounded up so that "0s" is never shown while work remains. */
+function formatSecsLeft(secs: number): string {
+  return formatDuration(Math.ceil(secs))
 }
 
 /**
- * The ETA text: "estimating…" while the server has no estimate for a live run,
- * "finishing" at 0, the remaining time rounded up otherwise ("3m 20s"), and DASH once the
- * run has ended.
+ * The ETA display for a summary: "estimating…" until the server has an estimate, then the
+ * time left (rounded up) with its 10th–90th percentile range, "paused" (with the training
+ * time left as its range line), "finishing" once the budget is reached, and null (show
+ * nothing) when there is no ETA: no budget, stopping, or the run has ended.
  */
-export function formatEta(etaSecs: number | null | undefined, state: string | null | undefined): string {
-  if (!isLive(state)) return DASH
-  if (etaSecs === null || etaSecs === undefined) return 'estimating…'
-  if (!Number.isFinite(etaSecs)) return DASH
-  if (etaSecs <= 0) return 'finishing'
-  return formatDuration(Math.ceil(etaSecs))
+export function formatEta(fields: EtaFields | null | undefined): EtaDisplay | null {
+  if (!fields) return null
+  const eta = finite(fields.eta_secs) && fields.eta_secs >= 0 ? fields.eta_secs : null
+  const low = fields.eta_low_secs
+  const high = fields.eta_high_secs
+  switch (fields.eta_status) {
+    case 'estimating':
+      return { text: 'estimating…', range: null }
+    case 'finishing':
+      return { text: 'finishing', range: null }
+    case 'paused':
+      return { text: 'paused', range: eta === null ? null : `${formatSecsLeft(eta)} of training left` }
+    case 'estimated':
+      if (eta === null) return { text: 'estimating…', range: null }
+      return {
+        text: formatSecsLeft(eta),
+        range: finite(low) && finite(high) && low >= 0 && high >= low ? `${formatSecsLeft(low)} – ${formatSecsLeft(high)}` : null,
+      }
+    default:
+      return null
+  }
+}
+
+/** FLOP/s with an SI prefix in three significant digits: "166 GFLOP/s", "1.23 TFLOP/s". */
+export function formatFlops(flopsPerSec: number | null | undefined): string {
+  if (!finite(flopsPerSec) || flopsPerSec < 0) return DASH
+  const prefixes = ['', 'k', 'M', 'G', 'T', 'P', 'E']
+  let value = flopsPerSec
+  let i = 0
+  while (value >= 999.5 && i < prefixes.length - 1) {
+    value /= 1000
+    i += 1
+  }
+  return `${value >= 100 ? value.toFixed(0) : value.toPrecision(3)} ${prefixes[i]}FLOP/s`
+}
+
+/** MFU as the page shows it. */
+export interface MfuDisplay {
+  /** "4.8%", or DASH when unknown. */
+  text: string
+  /** Set when the MFU is above 100%, which means the peak is too low. */
+  warning: string | null
+}
+
+/**
+ * Model FLOPs utilization `modelFlopsPerSec / peakFlopsPerSec` as a percent with one
+ * decimal ("4.8%"), two below 1% ("0.42%"). Above 100% the number is kept but flagged: the
+ * peak is set too low.
+ */
+export function formatMfu(modelFlopsPerSec: number | null | undefined, peakFlopsPerSec: number | null | undefined): MfuDisplay {
+  if (!finite(modelFlopsPerSec) || !finite(peakFlopsPerSec) || peakFlopsPerSec <= 0 || modelFlopsPerSec < 0) {
+    return { text: DASH, warning: null }
+  }
+  const pct = (modelFlopsPerSec / peakFlopsPerSec) * 100
+  const text = `${pct < 1 ? pct.toFixed(2) : pct.toFixed(1)}%`
+  return { text, warning: pct > 100 ? 'above 100%: the peak is set too low' : null }
+}
+
+/**
+ * Parse a peak typed by the user: a positive number of FLOP/s, plain ("312e12") or with an
+ * SI prefix ("312T", "1.5 PFLOP/s", "166 GFLOP/s"). null for anything else.
+ */
+export function parsePeakFlops(text: string): number | null {
+  const match = /^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kMGTPE]?)\s*(?:FLOP\/s|FLOPS)?\s*$/i.exec(text)
+  if (!match) return null
+  const scale: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18 }
+  const value = Number(match[1]) * (scale[match[2].toUpperCase()] ?? 1)
+  return Number.isFinite(value) && value > 0 ? value : null
 }
 
 const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat']

@@ -13,6 +13,8 @@ export function stateHeadline(summary: RunSummary): string {
   switch (summary.state) {
     case 'running':
       return 'Training'
+    case 'paused':
+      return `Paused at step ${formatInt(summary.step)}`
     case 'stopping':
       return 'Stopping… the trainer is finishing its step and saving a checkpoint'
     case 'aborted':
@@ -49,6 +51,8 @@ export function stateAnnouncement(summary: RunSummary): string {
   switch (summary.state) {
     case 'running':
       return 'Run is training.'
+    case 'paused':
+      return `Run paused at step ${formatInt(summary.step)}.`
     case 'stopping':
       return 'Stopping: the trainer is finishing its step and saving a checkpoint.'
     case 'aborted':

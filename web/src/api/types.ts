@@ -4,10 +4,12 @@
 // "-Infinity"; `parseFloatField` turns them back into numbers. The parsed types below
 // hold plain numbers only.
 
-/** Life cycle of a run. `interrupted` is shown for a run whose producer went away. */
-export type RunState = 'running' | 'stopping' | 'aborted' | 'completed' | 'failed' | 'interrupted'
+import type { EtaStatus } from '../format'
 
-export const RUN_STATES: readonly RunState[] = ['running', 'stopping', 'aborted', 'completed', 'failed', 'interrupted']
+/** Life cycle of a run. `interrupted` is shown for a run whose producer went away. */
+export type RunState = 'running' | 'paused' | 'stopping' | 'aborted' | 'completed' | 'failed' | 'interrupted'
+
+export const RUN_STATES: readonly RunState[] = ['running', 'paused', 'stopping', 'aborted', 'completed', 'failed', 'interrupted']
 
 /** Whether no more steps will come (mirrors `RunState::is_finished`). */
 export function isFinished(state: RunState | null | undefined): boolean {
@@ -41,8 +43,21 @@ export interface RunSummary {
   grad_norm: number | null
   tokens_per_sec: number | null
   step_time_ms: number | null
+  /** Tokens/s since warm-up in this session, evals amortized: what the ETA divides by. */
+  long_run_tokens_per_sec: number | null
+  eta_status: EtaStatus
   eta_secs: number | null
+  /** 10th and 90th percentile of the seconds left. */
+  eta_low_secs: number | null
+  eta_high_secs: number | null
   finish_time: number | null
+  /** Training FLOPs per token, model FLOP/s, the hardware's peak and where it comes from. */
+  flops_per_token: number | null
+  model_flops_per_sec: number | null
+  peak_flops_per_sec: number | null
+  peak_flops_source: string | null
+  /** model_flops_per_sec / peak_flops_per_sec, as a fraction (may exceed 1: a bad peak). */
+  mfu: number | null
   start_time: number | null
   last_time: number | null
   elapsed_secs: number
@@ -170,6 +185,12 @@ function state(value: unknown): RunState {
   return (RUN_STATES as readonly unknown[]).includes(value) ? (value as RunState) : 'running'
 }
 
+const ETA_STATUSES: readonly EtaStatus[] = ['none', 'estimating', 'estimated', 'paused', 'finishing']
+
+function etaStatus(value: unknown): EtaStatus {
+  return (ETA_STATUSES as readonly unknown[]).includes(value) ? (value as EtaStatus) : 'none'
+}
+
 type Json = Record<string, unknown>
 
 function isObject(value: unknown): value is Json {
@@ -197,8 +218,17 @@ export function parseSummary(raw: unknown): RunSummary | null {
     grad_norm: optNum(raw.grad_norm),
     tokens_per_sec: optNum(raw.tokens_per_sec),
     step_time_ms: optNum(raw.step_time_ms),
+    long_run_tokens_per_sec: optNum(raw.long_run_tokens_per_sec),
+    eta_status: etaStatus(raw.eta_status),
     eta_secs: optNum(raw.eta_secs),
+    eta_low_secs: optNum(raw.eta_low_secs),
+    eta_high_secs: optNum(raw.eta_high_secs),
     finish_time: optNum(raw.finish_time),
+    flops_per_token: optNum(raw.flops_per_token),
+    model_flops_per_sec: optNum(raw.model_flops_per_sec),
+    peak_flops_per_sec: optNum(raw.peak_flops_per_sec),
+    peak_flops_source: optStr(raw.peak_flops_source),
+    mfu: optNum(raw.mfu),
     start_time: optNum(raw.start_time),
     last_time: optNum(raw.last_time),
     elapsed_secs: num(raw.elapsed_secs, 0),

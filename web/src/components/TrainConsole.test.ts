@@ -38,8 +38,17 @@ const baseSummary = {
   grad_norm: 0.61,
   tokens_per_sec: 2327.3,
   step_time_ms: 880.2,
+  long_run_tokens_per_sec: null,
+  eta_status: 'estimating',
   eta_secs: null,
+  eta_low_secs: null,
+  eta_high_secs: null,
   finish_time: null,
+  flops_per_token: 5_743_104,
+  model_flops_per_sec: 13.366e9,
+  peak_flops_per_sec: 166.144e9,
+  peak_flops_source: 'estimated: 2 threads × 2.60 GHz (/proc/cpuinfo) × 32 f32 FLOP/cycle',
+  mfu: 0.0804,
   start_time: 1764400000,
   last_time: 1764400035.2,
   elapsed_secs: 35.2,
@@ -99,7 +108,10 @@ describe('TrainConsole', () => {
     expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
     expect(text('steps')).toBe('Steps: step 40 / 48,828 · started ' + text('steps').split('started ')[1])
     expect(text('eta')).toBe('estimating…')
-    expect(text('finish-time')).toBe('—')
+    expect(root.querySelector('[data-testid="eta-range"]')).toBeNull()
+    expect(root.querySelector('[data-testid="finish-time"]')).toBeNull()
+    expect(text('mfu')).toBe('8.0%of 166 GFLOP/s')
+    expect(text('peak-source')).toBe('estimated: 2 threads × 2.60 GHz (/proc/cpuinfo) × 32 f32 FLOP/cycle')
     expect(text('loss')).toBe('2.3100')
     expect(text('val-loss')).toBe('—')
     expect(text('tokens-per-sec')).toBe('2,327 tok/s')
@@ -129,10 +141,38 @@ describe('TrainConsole', () => {
     expect(pre.querySelector('b')).toBeNull()
   })
 
-  it('says "finishing" at eta 0 and shows the finish clock', async () => {
-    await mount({ ...baseSummary, eta_secs: 0, finish_time: 1764400035.2 })
-    expect(text('eta')).toBe('finishing')
+  it('shows the ETA with its range and finish clock, then "finishing", then nothing', async () => {
+    const ws = await mount({ ...baseSummary, eta_status: 'estimated', eta_secs: 199.2, eta_low_secs: 180, eta_high_secs: 230.5, finish_time: 1764400235.2 })
+    expect(text('eta')).toBe('3m 20s')
+    expect(text('eta-range')).toBe('3m 00s – 3m 51s')
     expect(text('finish-time')).toMatch(/^(\d\d:\d\d:\d\d|\w{3} \d\d:\d\d|\w{3} \d+ \d\d:\d\d)$/)
+    ws.send({ type: 'events', events: [], summary: { ...baseSummary, last_seq: 50, eta_status: 'finishing', eta_secs: 0, eta_low_secs: 0, eta_high_secs: 0 } })
+    await flush()
+    expect(text('eta')).toBe('finishing')
+    expect(root.querySelector('[data-testid="eta-range"]')).toBeNull()
+    expect(root.querySelector('[data-testid="finish-time"]')).toBeNull()
+    ws.send({ type: 'events', events: [], summary: { ...baseSummary, last_seq: 52, state: 'completed', eta_status: 'none' } })
+    await flush()
+    expect(root.querySelector('[data-testid="eta-figure"]')).toBeNull()
+  })
+
+  it('warns when MFU is above 100%, and takes a peak set on the page', async () => {
+    localStorage.removeItem('trainconsole.peakFlops')
+    await mount({ ...baseSummary, peak_flops_per_sec: 1e9, mfu: 13.4 })
+    expect(text('mfu')).toBe('1336.6%above 100%: the peak is set too low')
+    expect(root.querySelector('[data-testid="mfu"]')?.classList.contains('figure__value--warn')).toBe(true)
+    const input = root.querySelector('[data-testid="peak-input"]') as HTMLInputElement
+    input.value = 'fast'
+    input.dispatchEvent(new Event('change'))
+    await flush()
+    expect(text('peak-source')).toContain('not a number of FLOP/s')
+    input.value = '100G'
+    input.dispatchEvent(new Event('change'))
+    await flush()
+    expect(text('mfu')).toBe('13.4%of 100 GFLOP/s')
+    expect(text('peak-source')).toBe('set on this page')
+    expect(localStorage.getItem('trainconsole.peakFlops')).toBe('100000000000')
+    localStorage.removeItem('trainconsole.peakFlops')
   })
 
   it('labels every figure', async () => {
@@ -175,7 +215,7 @@ describe('TrainConsole', () => {
     await flush()
     expect(text('notice-headline')).toBe('Aborted at step 41')
     expect(text('checkpoint-path')).toBe('runs/r1/checkpoints/step-41')
-    expect(text('eta')).toBe('—')
+    expect(root.querySelector('[data-testid="eta-figure"]')).toBeNull()
     expect(abortButton().disabled).toBe(true)
     expect(text('announcer')).toContain('Run aborted at step 41. Checkpoint: runs/r1/checkpoints/step-41.')
     // Exactly one space between the sentences of successive announcements.
@@ -220,7 +260,7 @@ describe('TrainConsole', () => {
     expect(text('server-exited')).toBe('The console server has exited (the run has ended). Showing the last data received.')
     expect(text('tokens')).toBe('81,920 / 100,000,000 tokens 0.08%')
     expect(abortButton().disabled).toBe(true)
-    expect(text('eta')).toBe('—') // no estimate without a server
+    expect(root.querySelector('[data-testid="eta-figure"]')).toBeNull() // no estimate without a server
     expect(text('state')).toMatch(/^Not reporting\. /) // it was running when the server went away
   })
 
@@ -307,7 +347,7 @@ describe('TrainConsole', () => {
     await flush()
     expect(text('state')).toBe('Interrupted')
     expect(text('notice-headline')).toBe('Interrupted at step 40: the trainer went away without reporting an end')
-    expect(text('eta')).toBe('—')
+    expect(root.querySelector('[data-testid="eta-figure"]')).toBeNull()
     expect(abortButton().disabled).toBe(true)
     expect(document.title).toBe('interrupted · tiny-shakespeare · trainconsole')
   })
