@@ -266,10 +266,10 @@ impl Session {
     }
 
     fn end_pause(&mut self, time: f64) {
-        if let Some(since) = self.paused_since.take() {
-            if time.is_finite() {
-                self.paused_secs += (time - since).max(0.0);
-            }
+        if let Some(since) = self.paused_since.take()
+            && time.is_finite()
+        {
+            self.paused_secs += (time - since).max(0.0);
         }
     }
 
@@ -297,11 +297,9 @@ impl Session {
     fn complete_step(&mut self, point: Point) {
         let start_step = self.start.as_ref().map_or(0, |(_, s)| s.start_step);
         match self.completion {
-            None if self.warm.is_none() => {
-                if point.step >= start_step.saturating_add(WARMUP_STEPS) {
-                    self.warm = Some(point);
-                    self.completion = Some(Completion { active_secs: point.active_secs, step: point.step, tokens: point.tokens });
-                }
+            None if self.warm.is_none() && point.step >= start_step.saturating_add(WARMUP_STEPS) => {
+                self.warm = Some(point);
+                self.completion = Some(Completion { active_secs: point.active_secs, step: point.step, tokens: point.tokens });
             }
             None => {}
             Some(previous) => {

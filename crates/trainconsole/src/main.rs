@@ -354,11 +354,11 @@ struct HubSink {
 
 impl EventSink for HubSink {
     fn emit(&mut self, mut event: Event) {
-        if let EventBody::RunStart(start) = &mut event.body {
-            if start.peak_flops_per_sec.is_none() {
-                start.peak_flops_per_sec = Some(self.peak.flops_per_sec);
-                start.peak_flops_source = Some(self.peak.source.clone());
-            }
+        if let EventBody::RunStart(start) = &mut event.body
+            && start.peak_flops_per_sec.is_none()
+        {
+            start.peak_flops_per_sec = Some(self.peak.flops_per_sec);
+            start.peak_flops_source = Some(self.peak.source.clone());
         }
         self.publisher.publish(event);
     }
