@@ -24,6 +24,10 @@ pub const MIN_RATE_INTERVAL_SECS: f64 = 1.0;
 pub const WARMUP_STEPS: u64 = 3;
 /// Optimizer steps after warm-up needed before an ETA is given.
 pub const MIN_ETA_STEPS: u64 = 5;
+/// Most step events kept for the recent window. Past it every other one is dropped (the
+/// window's two ends stay, so tokens/s is unchanged; the mean step time becomes a sample).
+/// Only a producer sending hundreds of events a second gets there; bounds memory per run.
+pub const MAX_WINDOW_POINTS: usize = 8192;
 /// z-score of the 90th percentile of the standard normal distribution: the ETA range is
 /// `eta ± ETA_RANGE_Z · sd`, its 10th to 90th percentile.
 pub const ETA_RANGE_Z: f64 = 1.281_551_565_545;
@@ -146,6 +150,8 @@ pub struct Session {
     /// The `run_start` that began the session and its time (a repeat of it is ignored).
     start: Option<(f64, RunStart)>,
     ranks: BTreeMap<u32, Rank>,
+    /// Sum of the ranks' `tokens`.
+    rank_tokens: u64,
     /// Optimizer steps completed (the largest completed by any rank).
     step: u64,
     /// Largest `micro_step` seen, for telling the end of a step when `grad_accum` is unknown.
@@ -194,8 +200,7 @@ impl Session {
     /// The run's token count: the sum over ranks of their latest cumulative counts, and at
     /// least the tokens restored at the start.
     pub fn tokens(&self) -> u64 {
-        let sum = self.ranks.values().fold(0u64, |sum, rank| sum.saturating_add(rank.tokens));
-        sum.max(self.start_tokens())
+        self.rank_tokens.max(self.start_tokens())
     }
 
     /// Optimizer steps completed.
@@ -217,14 +222,19 @@ impl Session {
         let key = (step.step, micro_step);
         let first_share = self.start_tokens() / u64::from(self.world_size());
         // A rank's first event is measured from its share of the restored tokens.
-        let rank = self.ranks.entry(step.rank.unwrap_or(0)).or_insert(Rank { tokens: first_share, last_key: None });
+        let rank = self.ranks.entry(step.rank.unwrap_or(0)).or_insert_with(|| {
+            self.rank_tokens = self.rank_tokens.saturating_add(first_share);
+            Rank { tokens: first_share, last_key: None }
+        });
         if rank.last_key.is_some_and(|last| key <= last) {
             return false;
         }
         // The event's own tokens: the rise of its rank's cumulative count.
-        let weight = step.tokens.saturating_sub(rank.tokens) as f64;
-        rank.tokens = rank.tokens.max(step.tokens);
+        let rise = step.tokens.saturating_sub(rank.tokens);
+        rank.tokens += rise;
         rank.last_key = Some(key);
+        self.rank_tokens = self.rank_tokens.saturating_add(rise);
+        let weight = rise as f64;
 
         self.losses.entry(step.step).or_default().add(step.loss, weight);
         self.max_micro_step = self.max_micro_step.max(micro_step);
@@ -291,6 +301,14 @@ impl Session {
         // Keep one point at or before the window's left edge.
         while self.recent.len() > 2 && self.recent[1].active_secs <= point.active_secs - RATE_WINDOW_SECS {
             self.recent.pop_front();
+        }
+        if self.recent.len() > MAX_WINDOW_POINTS {
+            let last = self.recent.len() - 1;
+            let mut index = 0;
+            self.recent.retain(|_| {
+                index += 1;
+                (index - 1) % 2 == 0 || index - 1 == last
+            });
         }
     }
 
@@ -389,4 +407,24 @@ fn rate(secs0: f64, tokens0: u64, secs1: f64, tokens1: u64) -> Option<f64> {
     }
     let rate = tokens1.saturating_sub(tokens0) as f64 / secs;
     rate.is_finite().then_some(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_stays_bounded_under_a_flood_of_events() {
+        let mut session = Session::new(0.0, &RunStart::default());
+        // 60,000 steps in 1.2 s: the rate over what is kept is still right.
+        for s in 1..=60_000u64 {
+            let step = Step { step: s, tokens: s * 10, loss: 1.0, ..Default::default() };
+            assert!(session.record_step(1.0 + s as f64 * 2e-5, &step));
+        }
+        assert!(session.recent.len() <= MAX_WINDOW_POINTS, "{}", session.recent.len());
+        assert_eq!(session.losses.len(), 1);
+        // 10 tokens every 20 µs: 500,000 tokens/s.
+        let rate = session.recent_tokens_per_sec().expect("the kept window spans 1.2 s");
+        assert!((rate - 500_000.0).abs() < 1.0, "{rate}");
+    }
 }
