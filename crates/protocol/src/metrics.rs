@@ -238,9 +238,9 @@ impl Session {
 
         self.losses.entry(step.step).or_default().add(step.loss, weight);
         self.max_micro_step = self.max_micro_step.max(micro_step);
-        let grad_accum = self.start.as_ref().and_then(|(_, s)| s.grad_accum).unwrap_or(self.max_micro_step + 1).max(1);
+        let grad_accum = self.start.as_ref().and_then(|(_, s)| s.grad_accum).unwrap_or(self.max_micro_step.saturating_add(1)).max(1);
         let completed = match step.micro_step {
-            Some(micro) if micro + 1 < grad_accum => step.step.saturating_sub(1),
+            Some(micro) if micro.saturating_add(1) < grad_accum => step.step.saturating_sub(1),
             _ => step.step,
         };
         let new_step = completed > self.step;

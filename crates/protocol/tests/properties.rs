@@ -26,7 +26,7 @@ fn dt() -> impl Strategy<Value = f64> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (dt(), prop_oneof![0..5_000u64, Just(u64::MAX / 4)], proptest::option::of(0..3u32), proptest::option::of(0..4u32), prop_oneof![0.0..10.0f64, Just(f64::NAN)])
+        8 => (dt(), prop_oneof![0..5_000u64, Just(u64::MAX / 4)], proptest::option::of(prop_oneof![0..3u32, Just(u32::MAX)]), proptest::option::of(prop_oneof![0..4u32, Just(u32::MAX)]), prop_oneof![0.0..10.0f64, Just(f64::NAN)])
             .prop_map(|(dt, tokens, rank, micro_step, loss)| Op::Step { dt, tokens, rank, micro_step, loss }),
         1 => dt().prop_map(|dt| Op::Eval { dt }),
         1 => (dt(), prop_oneof![Just(RunState::Paused), Just(RunState::Running), Just(RunState::Stopping), Just(RunState::Completed)])
