@@ -7,7 +7,8 @@
 //! * clock: the highest `cpu MHz` in `/proc/cpuinfo` (the current clock, so a turbo peak may
 //!   be higher), else [`FALLBACK_CLOCK_HZ`];
 //! * FLOPs per cycle: 2 FMA units × SIMD lanes × 2 (a fused multiply-add is two FLOPs):
-//!   64 with AVX-512, 32 with AVX2 and FMA, 16 with NEON on aarch64, else 8 (SSE, no FMA).
+//!   64 with AVX-512, 32 with AVX2 and FMA (and with AVX-512 on AMD Zen 4, `cpu family` 25,
+//!   which runs it on 256-bit units), 16 with NEON on aarch64, else 8 (SSE, no FMA).
 //!
 //! The estimate and how it was made travel in `run_start` (`peak_flops_per_sec`,
 //! `peak_flops_source`), so every viewer shows the same MFU and says what it is relative to.
@@ -37,7 +38,7 @@ pub fn estimate_cpu() -> Peak {
         Some(mhz) => (mhz * 1e6, "/proc/cpuinfo"),
         None => (FALLBACK_CLOCK_HZ, "assumed"),
     };
-    let (flops_per_cycle, simd) = f32_flops_per_cycle();
+    let (flops_per_cycle, simd) = f32_flops_per_cycle(is_amd_zen4(&cpuinfo));
     Peak {
         flops_per_sec: threads as f64 * clock_hz * flops_per_cycle,
         source: format!(
@@ -57,10 +58,23 @@ fn max_cpu_mhz(cpuinfo: &str) -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// Whether a `/proc/cpuinfo` text is of an AMD family 25 CPU (Zen 3 and Zen 4), whose
+/// AVX-512 (Zen 4) executes on 256-bit units.
+fn is_amd_zen4(cpuinfo: &str) -> bool {
+    let field = |name: &str| {
+        cpuinfo.lines().find(|line| line.split(':').next().is_some_and(|key| key.trim() == name)).and_then(|line| line.split(':').nth(1)).map(str::trim)
+    };
+    field("vendor_id") == Some("AuthenticAMD") && field("cpu family") == Some("25")
+}
+
 /// f32 FLOPs per cycle per core: 2 FMA units × lanes × 2, and the instruction set it assumes.
-fn f32_flops_per_cycle() -> (f64, &'static str) {
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn f32_flops_per_cycle(amd_zen4: bool) -> (f64, &'static str) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") && amd_zen4 {
+            return (32.0, "AVX-512 on AMD Zen 4's 256-bit units: 2 FMA units × 8 lanes × 2");
+        }
         if std::arch::is_x86_feature_detected!("avx512f") {
             return (64.0, "AVX-512: 2 FMA units × 16 lanes × 2");
         }
@@ -96,6 +110,13 @@ mod tests {
         let text = "processor\t: 0\ncpu MHz\t\t: 2596.096\nprocessor\t: 1\ncpu MHz\t\t: 3400.5\n";
         assert_eq!(max_cpu_mhz(text), Some(3400.5));
         assert_eq!(max_cpu_mhz("model name: x\n"), None);
+    }
+
+    #[test]
+    fn zen4_is_told_by_vendor_and_family() {
+        assert!(is_amd_zen4("vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"));
+        assert!(!is_amd_zen4("vendor_id\t: AuthenticAMD\ncpu family\t: 26\n"));
+        assert!(!is_amd_zen4("vendor_id\t: GenuineIntel\ncpu family\t: 6\n"));
     }
 
     #[test]
