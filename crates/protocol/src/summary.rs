@@ -131,8 +131,13 @@ impl RunSummary {
                 if self.session.is_started_by(time, start) {
                     return self.refresh_derived();
                 }
-                self.name = start.name.clone();
-                self.config = start.config.clone();
+                // A later run_start (a resume) that gives no name or config keeps the run's.
+                if !start.name.is_empty() || self.name.is_empty() {
+                    self.name = start.name.clone();
+                }
+                if !start.config.is_null() {
+                    self.config = start.config.clone();
+                }
                 self.total_tokens = start.total_tokens;
                 self.total_steps = start.total_steps;
                 self.step = start.start_step;
@@ -308,6 +313,18 @@ mod tests {
         let summary = fold(&events);
         assert_eq!(summary.eta_secs, None);
         assert_eq!(summary.state, RunState::Completed);
+    }
+
+    #[test]
+    fn a_resume_without_name_or_config_keeps_the_runs() {
+        let mut events = stream(100_000, 0.5, 4);
+        let EventBody::RunStart(start) = &mut events[0].event.body else { panic!() };
+        start.config = serde_json::json!({"preset": "tiny"});
+        events.push(StoredEvent { seq: 6, event: Event::new(200.0, RunStart { total_tokens: Some(100_000), start_step: 2, start_tokens: 2000, ..Default::default() }) });
+        let summary = fold(&events);
+        assert_eq!(summary.name, "t");
+        assert_eq!(summary.config, serde_json::json!({"preset": "tiny"}));
+        assert_eq!((summary.step, summary.tokens), (2, 2000));
     }
 
     #[test]
