@@ -231,3 +231,28 @@ document.body.dataset.ready = 'true'
   c.profile = null
   return out
 }
+;(window as unknown as { profileAppend: (n: number) => Record<string, number> }).profileAppend = (n: number) => {
+  const c = ours!.chart
+  c.profile = {}
+  const out: Record<string, number> = { total: 0, push: 0, invalidate: 0, flush: 0 }
+  for (let k = 0; k < n; k++) {
+    let t0 = performance.now()
+    const t = ours!.train
+    const start = t.length + 1
+    for (let i = start; i < start + 100; i++) pushStep(t, i, ours!.next(i))
+    let t1 = performance.now()
+    out.push += t1 - t0
+    c.invalidate()
+    let t2 = performance.now()
+    out.invalidate += t2 - t1
+    c.draw()
+    let t3 = performance.now()
+    flush(c.canvas)
+    out.flush += performance.now() - t3
+    out.total += performance.now() - t0
+  }
+  for (const [k, v] of Object.entries(c.profile)) out[k] = v
+  for (const k of Object.keys(out)) out[k] /= n
+  c.profile = null
+  return out
+}

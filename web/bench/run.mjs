@@ -62,7 +62,9 @@ try {
       if (n <= uplotMax) b.push(await page.evaluate(() => window.lab.uplotAppend(100)))
     }
     r.append = median(a)
+    r.appendMax = Math.max(...a)
     r.uAppend = b.length ? median(b) : undefined
+    r.uAppendMax = b.length ? Math.max(...b) : undefined
     rows.push(r)
     console.error(`n=${n}: ours first ${ms(r.first)} append ${ms(r.append)}; uPlot first ${ms(r.uFirst)} append ${ms(r.uAppend)}`)
     await page.evaluate(() => window.lab.reset())
@@ -78,11 +80,11 @@ try {
 } catch {}
 console.log(`\nChromium ${version} (headless, --disable-gpu: software canvas), 1200×400 canvas, devicePixelRatio 1`)
 console.log(`${cpu}, ${os.cpus().length} cores; Node ${process.version}; medians of ${repeats} appends\n`)
-console.log('| points | ingest (ours) | first render: ours | uPlot 1.6 | ratio | append 100 + redraw: ours | uPlot 1.6 | ratio | memory (ours) |')
+console.log('| points | ingest (ours) | first render: ours | uPlot 1.6 | ratio | append 100 + redraw, median (max): ours | uPlot 1.6 | ratio of medians | memory (ours) |')
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
 for (const r of rows) {
   const ratio = (a, b) => (b === undefined ? '—' : `${(a / b).toFixed(3)}×`)
   console.log(
-    `| ${r.n.toLocaleString('en')} | ${ms(r.ingest)} | ${ms(r.first)} | ${ms(r.uFirst)} | ${ratio(r.first, r.uFirst)} | ${ms(r.append)} | ${ms(r.uAppend)} | ${ratio(r.append, r.uAppend)} | ${r.bytes.toFixed(2)} B/point |`,
+    `| ${r.n.toLocaleString('en')} | ${ms(r.ingest)} | ${ms(r.first)} | ${ms(r.uFirst)} | ${ratio(r.first, r.uFirst)} | ${ms(r.append)} (${ms(r.appendMax)}) | ${ms(r.uAppend)}${r.uAppendMax === undefined ? '' : ` (${ms(r.uAppendMax)})`} | ${ratio(r.append, r.uAppend)} | ${r.bytes.toFixed(2)} B/point |`,
   )
 }

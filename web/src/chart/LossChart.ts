@@ -15,7 +15,7 @@
 //   says how many points lie outside.
 
 import './chart.css'
-import { BreakCursor, loneVertices, reduceSeries, tracePath } from './path'
+import { BreakCursor, PathCache, loneVertices, tracePath } from './path'
 import {
   formatLogTick,
   formatTick,
@@ -23,6 +23,7 @@ import {
   linScale,
   logScale,
   logTicks,
+  niceStep,
   niceTicks,
   paddedDomain,
   quantile,
@@ -176,6 +177,8 @@ export class LossChart {
   private readonly selection: HTMLDivElement
   private readonly options: LossChartOptions
   private readonly visible: boolean[]
+  /** Per series: its reduction, reused while only points are appended. */
+  private readonly paths: PathCache[]
   private readonly resizeObserver: ResizeObserver | null
   private readonly colorScheme: MediaQueryList | null
   private cssWidth = 0
@@ -213,6 +216,7 @@ export class LossChart {
     this.ignoreOutliers = options.ignoreOutliers ?? false
     this.follow = options.follow ?? true
     this.visible = options.series.map((s) => s.visible ?? true)
+    this.paths = options.series.map(() => new PathCache())
     const doc = container.ownerDocument
     const el = <K extends keyof HTMLElementTagNameMap>(tag: K, className: string) => {
       const e = doc.createElement(tag)
@@ -439,13 +443,24 @@ export class LossChart {
   }
 
   /** The x domain shown: the zoom window (slid to the end when following) or the whole run. */
-  private xDomain(ext: Extent | null): [number, number] {
+  private xDomain(ext: Extent | null, points: number): [number, number] {
     if (!ext) return [0, 1]
     const whole = xDomainFor(ext, this.axis !== 'time')
-    if (!this.xWindow) return whole
+    if (!this.xWindow) {
+      // A long run: the right end moves in steps of about 1 % of the span, so that between
+      // steps the x scale stays put and a redraw only reduces the newest pixel columns.
+      if (points > 8 * this.cssWidth * this.dpr) {
+        const quantum = niceStep(whole[1] - whole[0], 100)
+        return [whole[0], Math.ceil(whole[1] / quantum) * quantum]
+      }
+      return whole
+    }
     if (this.follow) {
+      // Slid in steps of 1 % of its width, for the same reason as above.
       const width = this.xWindow[1] - this.xWindow[0]
-      this.xWindow = [ext.max - width, ext.max]
+      const quantum = points > 8 * this.cssWidth * this.dpr ? niceStep(width, 100) : 0
+      const end = quantum > 0 ? Math.ceil(ext.max / quantum) * quantum : ext.max
+      this.xWindow = [end - width, end]
     }
     return this.xWindow
   }
@@ -569,7 +584,7 @@ export class LossChart {
     const left = shown.filter((i) => (series[i].axis ?? 'y') === 'y')
     const right = shown.filter((i) => series[i].axis === 'y2')
     const xExt = this.xExtent(shown)
-    const xDomain = this.xDomain(xExt)
+    const xDomain = this.xDomain(xExt, shown.reduce((n, i) => Math.max(n, series[i].data.length), 0))
     const log = this.logY
     const yRange = this.yRange(left, xDomain[0], xDomain[1], log, this.ignoreOutliers)
     const y2Range = right.length > 0 ? this.yRange(right, xDomain[0], xDomain[1], false, false) : null
@@ -630,7 +645,7 @@ export class LossChart {
       const s = series[i]
       const onY2 = s.axis === 'y2'
       const ys = onY2 ? y2Scale! : yScale
-      vertices += this.drawSeries(ctx, s, theme.series[i], xScale, ys, plotWidth)
+      vertices += this.drawSeries(ctx, s, this.paths[i], theme.series[i], xScale, ys, plotWidth)
       if (ys.log) nonPositive += this.countIn(s, 'nonPositive', xDomain)
     }
     this.lastVertexCount = vertices
@@ -758,17 +773,28 @@ export class LossChart {
   }
 
   /** Returns the number of vertices drawn. */
-  private drawSeries(ctx: CanvasRenderingContext2D, s: ChartSeries, color: string, xScale: Scale, yScale: Scale, plotWidth: number): number {
+  private drawSeries(
+    ctx: CanvasRenderingContext2D,
+    s: ChartSeries,
+    cache: PathCache,
+    color: string,
+    xScale: Scale,
+    yScale: Scale,
+    plotWidth: number,
+  ): number {
     const { data } = s
     if (data.length === 0) return 0
     const column = data.column(s.column)
-    const vertices = reduceSeries({ series: data, column, axis: this.axis, xScale, yScale, dpr: this.dpr })
+    let t = performance.now()
+    const vertices = cache.reduce({ series: data, column, axis: this.axis, xScale, yScale, dpr: this.dpr })
+    t = this.mark('series.reduce', t)
     const path = new Path2D()
     tracePath(path, vertices)
     ctx.globalAlpha = s.alpha ?? 1
     ctx.strokeStyle = color
     ctx.lineWidth = s.lineWidth ?? 1.5
     ctx.stroke(path)
+    this.mark('series.stroke', t)
 
     ctx.fillStyle = color
     const dots = new Path2D()

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { MAX_RUNS_PER_COLUMN, loneVertices, reduceSeries, tracePath, vertexCount } from './path'
+import { MAX_RUNS_PER_COLUMN, PathCache, loneVertices, reduceSeries, tracePath, vertexCount } from './path'
 import { linScale, logScale, type Scale } from './scale'
 import { PointSeries } from './series'
 import { rng } from './series.test'
@@ -127,6 +127,35 @@ describe('reduceSeries against a brute-force reference', () => {
       const lone = pairs(loneVertices(reduce(s, xScale, yScale)))
       expect(lone).toContainEqual([xScale.map(2001), yScale.map(1.25)])
     }
+  })
+})
+
+describe('PathCache', () => {
+  it('gives the same vertices appending batch by batch as reducing from scratch', () => {
+    const random = rng(3)
+    const ys = nasty(30_000, random)
+    const s = new PointSeries({ values: ['loss'] })
+    const cache = new PathCache()
+    const xScale = linScale([0, 40_000], [30, 630])
+    let step = 0
+    let recomputed = 0
+    for (const log of [false, true]) {
+      const yScale = log ? logScale([0.01, 200], [400, 10]) : linScale([-5, 110], [400, 10])
+      for (let n = 0; n < 15_000; ) {
+        const batch = 1 + Math.floor(random() * 700)
+        for (let k = 0; k < batch && n < 15_000; k++, n++) {
+          // A restart (step back) now and then.
+          step = random() < 0.0005 ? Math.max(0, step - 3000) : step + 1
+          s.push({ step, tokens: NaN, timeSecs: NaN, values: { loss: ys[s.length] } })
+        }
+        const input = { series: s, column: s.column('loss'), axis: 'step' as const, xScale, yScale, dpr: 1 }
+        const got = cache.reduce(input)
+        recomputed += cache.lastColumns
+        expect(Array.from(got)).toEqual(Array.from(reduceSeries(input)))
+      }
+    }
+    // Appending reduced a few columns per batch, not all of them.
+    expect(recomputed).toBeLessThan(15 * 600)
   })
 })
 

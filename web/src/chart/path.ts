@@ -39,20 +39,72 @@ export const MAX_RUNS_PER_COLUMN = 4
  * otherwise each column gives its first, min, max and last value (M4).
  */
 export function reduceSeries(input: ReduceInput): Float64Array {
-  const { series, xScale } = input
-  const out = new VertexBuffer(4096)
-  const [x0, x1] = xScale.domain
-  const columns = Math.abs(xScale.range[1] - xScale.range[0]) * input.dpr
-  for (const [s, e] of series.segments()) {
-    // One point past each edge, so the line runs to the edge of the plot.
-    const a = Math.max(s, series.lowerBound(input.axis, s, e, x0) - 1)
-    const b = Math.min(e, series.upperBound(input.axis, s, e, x1) + 1)
-    if (b <= a) continue
-    out.breakLine()
-    if (b - a <= 2 * columns) reduceRaw(input, a, b, out)
-    else reduceColumns(input, a, b, out)
+  return new PathCache().reduce(input)
+}
+
+/**
+ * The reduction of one series, kept between draws. While the x scale stays the same and
+ * points are only appended, a redraw recomputes only the last pixel column and the new
+ * ones (O(new points + new columns × log N)); the vertices are kept with their data values
+ * and mapped through the y scale at each draw (O(vertices)), so a change of the y range
+ * costs no reduction either.
+ */
+export class PathCache {
+  private key = ''
+  private rewrites = -1
+  private segments = 0
+  /** Vertices [px, value, …] (NaN px: a break). */
+  private out = new VertexBuffer(4096)
+  /** Where the last column of the last segment starts (index, offset in `out`), or null. */
+  private tail: { start: number; index: number; offset: number } | null = null
+  /** Columns recomputed by the last reduce() (for tests and the benchmark). */
+  lastColumns = 0
+
+  reduce(input: ReduceInput): Float64Array {
+    const { series, xScale, yScale, axis } = input
+    const log = yScale.log
+    const key = `${axis}|${xScale.domain[0]}|${xScale.domain[1]}|${xScale.range[0]}|${xScale.range[1]}|${input.dpr}|${log}`
+    const segments = series.segments()
+    const [x0, x1] = xScale.domain
+    const columns = Math.abs(xScale.range[1] - xScale.range[0]) * input.dpr
+    this.lastColumns = 0
+    const tail = this.tail
+    const [s, e] = segments[segments.length - 1] ?? [0, 0]
+    if (
+      tail &&
+      key === this.key &&
+      this.rewrites === series.rewrites &&
+      segments.length === this.segments &&
+      tail.start === s
+    ) {
+      // Only appended since: redo the last column onwards.
+      const b = Math.min(e, series.upperBound(axis, s, e, x1) + 1)
+      this.out.truncate(tail.offset)
+      this.tail = { start: s, index: tail.index, offset: tail.offset }
+      this.lastColumns = reduceColumns(input, tail.index, b, this.out, this.tail)
+      return this.out.mapped(yScale)
+    }
+    this.key = key
+    this.rewrites = series.rewrites
+    this.segments = segments.length
+    this.out = new VertexBuffer(Math.ceil(columns) * 8 + 64)
+    this.tail = null
+    for (let k = 0; k < segments.length; k++) {
+      const [s, e] = segments[k]
+      // One point past each edge, so the line runs to the edge of the plot.
+      const a = Math.max(s, series.lowerBound(axis, s, e, x0) - 1)
+      const b = Math.min(e, series.upperBound(axis, s, e, x1) + 1)
+      if (b <= a) continue
+      this.out.breakLine()
+      if (b - a <= 2 * columns) reduceRaw(input, a, b, this.out)
+      else {
+        const tail = k === segments.length - 1 ? { start: s, index: a, offset: this.out.length() } : null
+        this.lastColumns += reduceColumns(input, a, b, this.out, tail)
+        this.tail = tail
+      }
+    }
+    return this.out.mapped(yScale)
   }
-  return out.result()
 }
 
 /** Whether value `v` is drawn on this y scale. */
@@ -69,7 +121,7 @@ function reduceRaw(input: ReduceInput, a: number, b: number, out: VertexBuffer):
       out.breakLine()
       continue
     }
-    out.push(xScale.map(series.xAt(axis, i)), yScale.map(v))
+    out.push(xScale.map(series.xAt(axis, i)), v)
   }
 }
 
@@ -157,40 +209,81 @@ function lowerBoundFrom(data: Uint32Array, lo: number, hi: number, value: number
 
 const scratch: RangeResult = emptyRange()
 
-function reduceColumns(input: ReduceInput, a: number, b: number, out: VertexBuffer): void {
-  const { series, column, axis, xScale, yScale, dpr } = input
-  const log = yScale.log
+/**
+ * The start index of every non-empty device column of points [a, b), then b: column k holds
+ * points [starts[k], starts[k + 1]) and is device column `cols[k]`. A column's end is found
+ * by search on the x column (arithmetic for regular steps) and checked with the very
+ * arithmetic that places points in columns, so no point is counted in a neighbour.
+ * Cached for the last call, so the raw loss and its EMA (same x) share the work.
+ */
+function columnStarts(input: ReduceInput, a: number, b: number): { starts: Int32Array; cols: Int32Array; count: number } {
+  const { series, axis, xScale, dpr } = input
+  const key = `${axis}|${xScale.domain[0]}|${xScale.domain[1]}|${xScale.range[0]}|${xScale.range[1]}|${dpr}|${a}|${b}`
+  if (boundsCache && boundsCache.series === series && boundsCache.version === series.version && boundsCache.key === key) return boundsCache
   const xs = series.x(axis)
-  // x in data units is the column's value × unit (time is stored in ms, shown in seconds).
   const unit = axis === 'time' ? 0.001 : 1
   const [d0, d1] = xScale.domain
   const [r0, r1] = xScale.range
   const k = (r1 - r0) / (d1 - d0)
-  /** Device column of a stored x value. */
   const columnOf = (raw: number) => Math.floor((r0 + (raw * unit - d0) * k) * dpr)
-  const breaks = new BreakCursor(column, log, a)
-  let nextBreak = breaks.next(a)
+  const rawAt = (c: number) => (d0 + (c / dpr - r0) / k) / unit
+  const capacity = Math.min(b - a, Math.ceil(Math.abs(r1 - r0) * dpr) + 4) + 1
+  let starts = new Int32Array(capacity)
+  let cols = new Int32Array(capacity)
+  let count = 0
   let i = a
-  let step = 1
   while (i < b) {
     const c = columnOf(xs.get(i))
-    // The first index past this device column: gallop from i, then bisect (on the same
-    // arithmetic as columnOf, so a point is never counted in a neighbouring column).
-    let lo = i + 1
-    let hi = i + step
-    while (hi < b && columnOf(xs.get(hi)) <= c) {
-      lo = hi + 1
-      hi = i + (step *= 2)
+    let j = xs.lowerBound(rawAt(c + 1), i + 1, b)
+    while (j > i + 1 && columnOf(xs.get(j - 1)) > c) j--
+    while (j < b && columnOf(xs.get(j)) <= c) j++
+    if (count + 1 >= starts.length) {
+      const grow = (arr: Int32Array) => {
+        const next = new Int32Array(arr.length * 2)
+        next.set(arr)
+        return next
+      }
+      starts = grow(starts)
+      cols = grow(cols)
     }
-    if (hi > b) hi = b
-    while (lo < hi) {
-      const m = (lo + hi) >>> 1
-      if (columnOf(xs.get(m)) <= c) lo = m + 1
-      else hi = m
+    starts[count] = i
+    cols[count] = c
+    count++
+    i = j
+  }
+  starts[count] = b
+  boundsCache = { series, version: series.version, key, starts, cols, count }
+  return boundsCache
+}
+
+let boundsCache: { series: PointSeries; version: number; key: string; starts: Int32Array; cols: Int32Array; count: number } | null = null
+
+/**
+ * Column-mode reduction of points [a, b) into `out`; records in `tail` where the last
+ * column starts. Returns the number of columns.
+ */
+function reduceColumns(
+  input: ReduceInput,
+  a: number,
+  b: number,
+  out: VertexBuffer,
+  tail: { index: number; offset: number } | null,
+): number {
+  const { series, column, axis, yScale, dpr } = input
+  const log = yScale.log
+  const xs = series.x(axis)
+  const unit = axis === 'time' ? 0.001 : 1
+  const breaks = new BreakCursor(column, log, a)
+  let nextBreak = breaks.next(a)
+  const { starts, cols, count } = columnStarts(input, a, b)
+  for (let n = 0; n < count; n++) {
+    const i = starts[n]
+    const j = starts[n + 1]
+    const c = cols[n]
+    if (tail && n === count - 1) {
+      tail.index = i
+      tail.offset = out.length()
     }
-    const j = lo
-    // Next column's gallop starts near this one's width.
-    step = Math.max(1, (j - i) >>> 1)
     const mid = (c + 0.5) / dpr
     if (nextBreak >= j) {
       emitRun(input, xs, unit, i, j, mid, out)
@@ -211,8 +304,8 @@ function reduceColumns(input: ReduceInput, a: number, b: number, out: VertexBuff
           const low = log ? scratch.minPositive : scratch.min
           if (low <= scratch.max) {
             out.breakLine()
-            out.push(mid, yScale.map(low))
-            out.push(mid, yScale.map(scratch.max))
+            out.push(mid, low)
+            out.push(mid, scratch.max)
             out.breakLine()
           }
           break
@@ -223,14 +316,14 @@ function reduceColumns(input: ReduceInput, a: number, b: number, out: VertexBuff
       }
       if (nextBreak < j) nextBreak = breaks.next(j)
     }
-    i = j
   }
+  return count
 }
 
 /**
- * Vertices of the finite run [k, end) inside one column: first, min, max, last — or only
- * first and last when the min and max are those two (a monotone stretch, as a smooth curve
- * such as the EMA mostly is): the same pixels with half the vertices.
+ * Vertices of the finite run [k, end) inside one column, as [px, value]: first, min, max,
+ * last — or only first and last when the min and max are those two (a monotone stretch,
+ * as a smooth curve such as the EMA mostly is): the same pixels with half the vertices.
  */
 function emitRun(
   input: ReduceInput,
@@ -242,26 +335,22 @@ function emitRun(
   out: VertexBuffer,
 ): void {
   const { column, xScale, yScale } = input
+  const first = column.get(k)
   const pxFirst = xScale.map(xs.get(k) * unit)
-  const pyFirst = yScale.map(column.get(k))
   if (end - k === 1) {
-    out.push(pxFirst, pyFirst)
+    out.push(pxFirst, first)
     return
   }
-  const pyLast = yScale.map(column.get(end - 1))
-  const pxLast = xScale.map(xs.get(end - 1) * unit)
+  const last = column.get(end - 1)
   column.range(k, end, scratch)
-  const pyMin = yScale.map(yScale.log ? scratch.minPositive : scratch.min)
-  const pyMax = yScale.map(scratch.max)
-  // Pixel y grows downwards: the minimum is the lowest point on screen (largest y).
-  const top = Math.min(pyFirst, pyLast)
-  const bottom = Math.max(pyFirst, pyLast)
-  out.push(pxFirst, pyFirst)
-  if (!(pyMax >= top && pyMin <= bottom)) {
-    out.push(mid, pyMin)
-    out.push(mid, pyMax)
+  const min = yScale.log ? scratch.minPositive : scratch.min
+  const max = scratch.max
+  out.push(pxFirst, first)
+  if (min < Math.min(first, last) || max > Math.max(first, last)) {
+    out.push(mid, min)
+    out.push(mid, max)
   }
-  out.push(pxLast, pyLast)
+  out.push(xScale.map(xs.get(end - 1) * unit), last)
 }
 
 /** A growable Float64Array of vertex pairs, NaN pairs marking breaks. */
@@ -281,6 +370,32 @@ export class VertexBuffer {
     }
     this.data[this.used++] = x
     this.data[this.used++] = y
+  }
+
+  /** Number of doubles held. */
+  length(): number {
+    return this.used
+  }
+
+  /** Drop everything from offset `used` on. */
+  truncate(used: number): void {
+    this.used = Math.min(this.used, used)
+  }
+
+  /**
+   * A copy with the second of each pair mapped through `scale` (data value → pixel y),
+   * without a trailing break.
+   */
+  mapped(scale: { map(v: number): number }): Float64Array {
+    let used = this.used
+    if (used >= 2 && Number.isNaN(this.data[used - 2])) used -= 2
+    const out = new Float64Array(used)
+    const d = this.data
+    for (let i = 0; i < used; i += 2) {
+      out[i] = d[i]
+      out[i + 1] = Number.isNaN(d[i]) ? NaN : scale.map(d[i + 1])
+    }
+    return out
   }
 
   /** A break, unless the line is already lifted (or has not started). */

@@ -90,6 +90,52 @@ export class IntColumn {
     return this.length > 0 ? this.get(this.length - 1) : NaN
   }
 
+  /**
+   * First index in [lo, hi) whose value is >= `value`, for values sorted ascending there;
+   * `hi` when none. Arithmetic in a progression chunk, a typed-array bisection otherwise.
+   */
+  lowerBound(value: number, lo: number, hi: number): number {
+    while (lo < hi) {
+      const k = lo >>> CHUNK_SHIFT
+      const k0 = k << CHUNK_SHIFT
+      const end = Math.min(hi, k0 + CHUNK_SIZE)
+      if (this.get(end - 1) < value) {
+        lo = end
+        continue
+      }
+      const chunk = this.chunks[k]
+      let a = lo - k0
+      let b = end - k0 - 1 // get(b) >= value: the answer is in [a, b]
+      const data = chunk.data
+      if (data === null) {
+        if (chunk.delta > 0) {
+          let j = Math.ceil((value - chunk.base) / chunk.delta)
+          j = Math.max(a, Math.min(b, j))
+          while (j > a && chunk.base + (j - 1) * chunk.delta >= value) j--
+          while (j < b && chunk.base + j * chunk.delta < value) j++
+          return k0 + j
+        }
+        return lo // a constant run whose last value is >= value
+      }
+      if (data instanceof Int32Array) {
+        const v = value - chunk.base
+        while (a < b) {
+          const m = (a + b) >>> 1
+          if (data[m] < v) a = m + 1
+          else b = m
+        }
+      } else {
+        while (a < b) {
+          const m = (a + b) >>> 1
+          if (data[m] < value) a = m + 1
+          else b = m
+        }
+      }
+      return k0 + a
+    }
+    return hi
+  }
+
   /** Bytes held by the column's arrays (for the memory figure). */
   bytes(): number {
     let n = 0
@@ -520,7 +566,10 @@ export class PointSeries {
   /** Start index of every segment after the first (restarts), ascending. */
   readonly restarts = new IndexList()
   length = 0
+  /** Bumped on every change. */
   version = 0
+  /** Bumped when existing values change (smoothing recomputed, cleared): caches restart. */
+  rewrites = 0
   private readonly smoothed: { name: string; of: string; ema: DebiasedEma }[]
   private readonly raw: [string, ValueColumn][]
   private smoothingWeight: number
@@ -610,6 +659,7 @@ export class PointSeries {
     const w = clampWeight(weight)
     if (w === this.smoothingWeight) return
     this.smoothingWeight = w
+    this.rewrites++
     const starts = new Set(Array.from(this.restarts.data.subarray(0, this.restarts.length)))
     for (const s of this.smoothed) {
       s.ema = new DebiasedEma(w)
@@ -633,6 +683,7 @@ export class PointSeries {
     this.restarts.clear()
     this.length = 0
     this.version++
+    this.rewrites++
   }
 
   /** Bytes held by all columns (x axes, values, pyramids, index lists). */
@@ -652,16 +703,7 @@ export class PointSeries {
 
   /** First index in [start, end) whose x on `kind` is >= value. */
   lowerBound(kind: XAxisKind, start: number, end: number, value: number): number {
-    const col = this.x(kind)
-    const v = kind === 'time' ? value * 1000 : value
-    let lo = start
-    let hi = end
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (col.get(mid) < v) lo = mid + 1
-      else hi = mid
-    }
-    return lo
+    return this.x(kind).lowerBound(kind === 'time' ? value * 1000 : value, start, end)
   }
 
   /** First index in [start, end) whose x on `kind` is > value. */
