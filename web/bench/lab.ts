@@ -256,3 +256,9 @@ document.body.dataset.ready = 'true'
   c.profile = null
   return out
 }
+;(window as unknown as { timeSmoothing: (w: number) => number }).timeSmoothing = (w: number) => {
+  const t0 = performance.now()
+  ours!.train.setSmoothing(w)
+  ours!.chart.draw()
+  return performance.now() - t0
+}

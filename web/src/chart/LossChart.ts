@@ -849,6 +849,9 @@ export class LossChart {
       let lastPx = -Infinity
       for (let k = 0; k < data.restarts.length; k++) {
         const index = data.restarts.data[k]
+        // A segment also starts where only the clock or the token count went back: the
+        // line breaks there, but only a step going back is a restart.
+        if (!(data.step.get(index) < data.step.get(index - 1))) continue
         const px = xScale.map(data.xAt(this.axis, index))
         if (px < box.left - 1 || px > box.right + 1 || px - lastPx < 2) continue
         lastPx = px

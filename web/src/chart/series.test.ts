@@ -154,6 +154,12 @@ describe('PointSeries', () => {
     expect(s.valueArray('loss_ema')).toEqual([1, Math.fround((0.5 * 0.5 + 0.5 * 2) / 0.75), Math.fround(((0.5 * 0.5 + 0.5 * 2) * 0.5 + 0.5 * 3) / 0.875)])
     s.setSmoothing(0)
     expect(s.valueArray('loss_ema')).toEqual([1, 2, 3])
+    // Recomputed across a restart and a NaN: afresh at the restart, the NaN passed through.
+    const r = stepSeries([1, 2, 3, 1, 2], [4, NaN, 2, 8, 6])
+    r.setSmoothing(0.5)
+    expect(r.valueArray('loss_ema')).toEqual([4, NaN, Math.fround((0.5 * 0.5 * 4 + 0.5 * 2) / 0.75), 8, Math.fround((0.5 * 0.5 * 8 + 0.5 * 6) / 0.75)])
+    expect(r.column('loss_ema').nonFinite.length).toBe(1)
+    expect(r.column('loss_ema').extent()).toEqual({ min: Math.fround(2.6666666666666665), max: 8 })
     s.setSmoothing(5)
     expect(s.smoothing()).toBe(0.999)
   })

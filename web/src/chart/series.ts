@@ -307,7 +307,8 @@ export class ValueColumn {
       if (chunk) chunk[i & CHUNK_MASK] = NaN
       return
     }
-    if (!this.wide && !this.lossy && Math.fround(value) !== value && !Number.isNaN(value)) this.widen()
+    if (this.lossy) value = Math.fround(value)
+    else if (!this.wide && Math.fround(value) !== value && !Number.isNaN(value)) this.widen()
     let chunk = this.chunks[k]
     if (!chunk) {
       chunk = this.wide ? new Float64Array(CHUNK_SIZE) : new Float32Array(CHUNK_SIZE)
@@ -371,6 +372,48 @@ export class ValueColumn {
     this.minAll = Infinity
     this.maxAll = -Infinity
     this.minPositiveAll = Infinity
+  }
+
+  /**
+   * Replace every value in place by `next(value of source at i)` for i in order (the EMA
+   * when its weight changes): O(N) with no reallocation; missing values stay missing.
+   * `reset()` is called at each restart index (the EMA starts afresh there).
+   */
+  rewriteFrom(source: ValueColumn, next: (v: number) => number, restarts: IndexList, reset: () => void): void {
+    this.nonFinite.clear()
+    this.nonPositive.clear()
+    this.minAll = Infinity
+    this.maxAll = -Infinity
+    this.minPositiveAll = Infinity
+    this.built = 0
+    let r = 0
+    for (let k = 0; k < this.chunks.length; k++) {
+      const chunk = this.chunks[k]
+      if (!chunk) continue
+      const k0 = k << CHUNK_SHIFT
+      const end = Math.min(CHUNK_SIZE, this.length - k0)
+      for (let j = 0; j < end; j++) {
+        const i = k0 + j
+        while (r < restarts.length && restarts.data[r] <= i) {
+          if (restarts.data[r] === i) reset()
+          r++
+        }
+        const y = source.get(i)
+        if (y !== y && source.isMissing(i)) {
+          chunk[j] = NaN
+          continue
+        }
+        chunk[j] = next(y)
+        const v = chunk[j] // as stored (a Float32 chunk rounds)
+        if (Number.isFinite(v)) {
+          if (v < this.minAll) this.minAll = v
+          if (v > this.maxAll) this.maxAll = v
+          if (v > 0) {
+            if (v < this.minPositiveAll) this.minPositiveAll = v
+          } else this.nonPositive.push(i)
+        } else this.nonFinite.push(i)
+      }
+    }
   }
 
   /** Bytes held by the values, the pyramid and the index lists. */
@@ -570,17 +613,22 @@ export class PointSeries {
   version = 0
   /** Bumped when existing values change (smoothing recomputed, cleared): caches restart. */
   rewrites = 0
-  private readonly smoothed: { name: string; of: string; ema: DebiasedEma }[]
+  private readonly smoothed: { name: string; of: string; ema: DebiasedEma; source: ValueColumn; target: ValueColumn }[]
   private readonly raw: [string, ValueColumn][]
   private smoothingWeight: number
+  private lastStep = NaN
+  private lastTokens = NaN
+  private lastTimeMs = NaN
 
   constructor(options: PointSeriesOptions) {
     for (const name of options.values) this.columns.set(name, new ValueColumn({ lossy: options.lossy?.includes(name) }))
     this.raw = [...this.columns]
     this.smoothingWeight = clampWeight(options.smoothing ?? 0.6)
     this.smoothed = (options.smoothed ?? []).map((s) => {
-      this.columns.set(s.name, new ValueColumn({ lossy: true }))
-      return { ...s, ema: new DebiasedEma(this.smoothingWeight) }
+      const source = this.column(s.of)
+      const target = new ValueColumn({ lossy: true })
+      this.columns.set(s.name, target)
+      return { ...s, ema: new DebiasedEma(this.smoothingWeight), source, target }
     })
   }
 
@@ -604,13 +652,14 @@ export class PointSeries {
   push(point: PointInput): void {
     const i = this.length
     const timeMs = Math.round(point.timeSecs * 1000)
-    if (
-      i > 0 &&
-      (point.step < this.step.get(i - 1) || point.tokens < this.tokens.get(i - 1) || timeMs < this.timeMs.get(i - 1))
-    ) {
+    // NaN compares false: an unknown x never starts a segment.
+    if (point.step < this.lastStep || point.tokens < this.lastTokens || timeMs < this.lastTimeMs) {
       this.restarts.push(i)
       for (const s of this.smoothed) s.ema.reset()
     }
+    this.lastStep = point.step
+    this.lastTokens = point.tokens
+    this.lastTimeMs = timeMs
     this.step.push(point.step)
     this.tokens.push(point.tokens)
     this.timeMs.push(timeMs)
@@ -619,8 +668,8 @@ export class PointSeries {
       column.push(typeof v === 'number' ? v : undefined)
     }
     for (const s of this.smoothed) {
-      const source = this.column(s.of)
-      this.column(s.name).push(source.isMissing(i) ? undefined : s.ema.next(source.get(i)))
+      const y = s.source.get(i)
+      s.target.push(y !== y && s.source.isMissing(i) ? undefined : s.ema.next(y))
     }
     this.length++
     this.version++
@@ -660,16 +709,10 @@ export class PointSeries {
     if (w === this.smoothingWeight) return
     this.smoothingWeight = w
     this.rewrites++
-    const starts = new Set(Array.from(this.restarts.data.subarray(0, this.restarts.length)))
     for (const s of this.smoothed) {
-      s.ema = new DebiasedEma(w)
-      const source = this.column(s.of)
-      const target = this.column(s.name)
-      target.clear()
-      for (let i = 0; i < this.length; i++) {
-        if (starts.has(i)) s.ema.reset()
-        target.push(source.isMissing(i) ? undefined : s.ema.next(source.get(i)))
-      }
+      const ema = new DebiasedEma(w)
+      s.ema = ema
+      s.target.rewriteFrom(s.source, (v) => ema.next(v), this.restarts, () => ema.reset())
     }
     this.version++
   }
@@ -682,6 +725,7 @@ export class PointSeries {
     for (const s of this.smoothed) s.ema.reset()
     this.restarts.clear()
     this.length = 0
+    this.lastStep = this.lastTokens = this.lastTimeMs = NaN
     this.version++
     this.rewrites++
   }
