@@ -205,6 +205,47 @@ const lab = {
     }
   },
 
+  // ---- diagnostics (not used by the benchmark's table) ----
+
+  /** Mean phase times (ms) of `n` appends of 100 points and redraws: where the time goes. */
+  profileAppend(n = 30) {
+    if (!ours) throw new Error('oursLoad and oursFirstRender first')
+    const { chart, train, next } = ours
+    chart.profile = {}
+    const out: Record<string, number> = { total: 0, push: 0, invalidate: 0, draw: 0, flush: 0 }
+    for (let k = 0; k < n; k++) {
+      const t0 = performance.now()
+      const start = train.length + 1
+      for (let i = start; i < start + 100; i++) pushStep(train, i, next(i))
+      const t1 = performance.now()
+      chart.invalidate()
+      const t2 = performance.now()
+      chart.draw()
+      const t3 = performance.now()
+      flush(chart.canvas)
+      const t4 = performance.now()
+      out.push += t1 - t0
+      out.invalidate += t2 - t1
+      out.draw += t3 - t2
+      out.flush += t4 - t3
+      out.total += t4 - t0
+    }
+    for (const [k, v] of Object.entries(chart.profile)) out[`draw.${k}`] = v
+    for (const k of Object.keys(out)) out[k] /= n
+    chart.profile = null
+    return out
+  },
+
+  /** Time (ms) to set the EMA weight (recomputing it over every point) and redraw. */
+  timeSmoothing(weight: number) {
+    if (!ours) throw new Error('oursLoad and oursFirstRender first')
+    const t0 = performance.now()
+    ours.train.setSmoothing(weight)
+    ours.chart.draw()
+    flush(ours.chart.canvas)
+    return performance.now() - t0
+  },
+
   /** RGBA of the chart's canvas as a plain array (rows of width × 4). */
   pixels(): { width: number; height: number; data: number[] } {
     const canvas = ours!.chart.canvas
@@ -220,45 +261,3 @@ declare global {
 }
 window.lab = lab
 document.body.dataset.ready = 'true'
-
-/** Phase times of one draw of the loaded chart (ms; `npm run bench` prints none of this). */
-;(window as unknown as { profileDraw: () => Record<string, number> }).profileDraw = () => {
-  const c = ours!.chart
-  c.profile = {}
-  for (let k = 0; k < 10; k++) c.draw()
-  const out: Record<string, number> = {}
-  for (const [k, v] of Object.entries(c.profile)) out[k] = v / 10
-  c.profile = null
-  return out
-}
-;(window as unknown as { profileAppend: (n: number) => Record<string, number> }).profileAppend = (n: number) => {
-  const c = ours!.chart
-  c.profile = {}
-  const out: Record<string, number> = { total: 0, push: 0, invalidate: 0, flush: 0 }
-  for (let k = 0; k < n; k++) {
-    let t0 = performance.now()
-    const t = ours!.train
-    const start = t.length + 1
-    for (let i = start; i < start + 100; i++) pushStep(t, i, ours!.next(i))
-    let t1 = performance.now()
-    out.push += t1 - t0
-    c.invalidate()
-    let t2 = performance.now()
-    out.invalidate += t2 - t1
-    c.draw()
-    let t3 = performance.now()
-    flush(c.canvas)
-    out.flush += performance.now() - t3
-    out.total += performance.now() - t0
-  }
-  for (const [k, v] of Object.entries(c.profile)) out[k] = v
-  for (const k of Object.keys(out)) out[k] /= n
-  c.profile = null
-  return out
-}
-;(window as unknown as { timeSmoothing: (w: number) => number }).timeSmoothing = (w: number) => {
-  const t0 = performance.now()
-  ours!.train.setSmoothing(w)
-  ours!.chart.draw()
-  return performance.now() - t0
-}
