@@ -273,7 +273,8 @@ describe('LossChart interaction', () => {
     plot().dispatchEvent(pointer('pointermove', 300))
     const tip = container.querySelector('.loss-chart__tooltip') as HTMLElement
     expect(tip.hidden).toBe(false)
-    expect(tip.textContent).toMatch(/^step\d+tokens[\d,]+time\d\d:\d\d:\d\dtrain loss2\.\d{4}$/)
+    // Step 47 of 1…100 at x = 300 px; time as formatClock shows a day long gone ("Nov 14 22:14").
+    expect(tip.textContent).toMatch(/^step47tokens4,700time[A-Z][a-z]{2} \d+ \d\d:\d\dtrain loss2\.5300$/)
     expect((container.querySelector('.loss-chart__cross--x') as HTMLElement).hidden).toBe(false)
     expect(chart.drawCount).toBe(draws)
     expect(frames).toHaveLength(0)

@@ -14,6 +14,7 @@
 //   a dashed mark; with "ignore outliers" the y range is the 1st–99th percentile and a note
 //   says how many points lie outside.
 
+import { formatClock } from '../format'
 import './chart.css'
 import { BreakCursor, PathCache, loneVertices, tracePath } from './path'
 import {
@@ -142,12 +143,16 @@ export function xDomainFor(ext: Extent, fromZero = true): [number, number] {
   return ext.max > start ? [start, ext.max] : [start, start + 1]
 }
 
-/** Plot box of the last draw, in CSS pixels. */
-interface Layout {
+/** The plot area, in CSS pixels. */
+interface Box {
   left: number
   right: number
   top: number
   bottom: number
+}
+
+/** Plot box and scales of the last draw. */
+interface Layout extends Box {
   xScale: Scale
   yScale: Scale
   y2Scale: Scale | null
@@ -196,7 +201,7 @@ export class LossChart {
   private dragStartPx: number | null = null
   private hoverPx: { x: number; y: number } | null = null
   private keyCursor: number | null = null
-  private quantileCache: { key: string; lo: number; hi: number; above: number; below: number; approximate: boolean } | null = null
+  private quantileCache: { key: string; total: number; lo: number; hi: number; above: number; below: number; approximate: boolean } | null = null
   /** Number of completed draws (for tests and diagnostics). */
   drawCount = 0
   /** Vertices drawn in the last draw (for tests and the benchmark). */
@@ -496,7 +501,7 @@ export class LossChart {
     for (const i of indices) {
       const s = this.options.series[i]
       const column = s.data.column(s.column)
-      key += `|${i}:${s.data.version}`
+      key += `|${i}:${s.data.rewrites}`
       for (const [a, b] of s.data.segments()) {
         const [lo, hi] = s.data.window(this.axis, a, b, x0, x1)
         if (hi > lo) {
@@ -505,7 +510,10 @@ export class LossChart {
         }
       }
     }
-    if (this.quantileCache?.key === key) return this.quantileCache
+    // Reused while the window is the same and its points grew by less than 1 % (a live run
+    // would otherwise pay a selection over up to QUANTILE_SAMPLE values every frame).
+    const cached = this.quantileCache
+    if (cached?.key === key && total >= cached.total && total <= cached.total * 1.01) return cached
     const stride = Math.max(1, Math.ceil(total / QUANTILE_SAMPLE))
     const values = new Float64Array(Math.ceil(total / stride) + spans.length)
     let n = 0
@@ -524,7 +532,7 @@ export class LossChart {
       if (sample[i] > hi) above++
       else if (sample[i] < lo) below++
     }
-    this.quantileCache = { key, lo, hi, above: above * stride, below: below * stride, approximate: stride > 1 }
+    this.quantileCache = { key, total, lo, hi, above: above * stride, below: below * stride, approximate: stride > 1 }
     return this.quantileCache
   }
 
@@ -691,7 +699,7 @@ export class LossChart {
     xTicks: Ticks,
     yTicks: number[],
     yLabels: string[],
-    box: { left: number; right: number; top: number; bottom: number },
+    box: Box,
   ): void {
     // Snap 1px lines to the device pixel grid so they stay crisp.
     const snap = (v: number) => (Math.round(v * this.dpr) + 0.5) / this.dpr
@@ -749,7 +757,7 @@ export class LossChart {
     scale: Scale,
     ticks: number[],
     labels: string[],
-    box: { left: number; right: number; top: number; bottom: number },
+    box: Box,
   ): void {
     const x = (Math.round(box.right * this.dpr) + 0.5) / this.dpr
     ctx.strokeStyle = theme.axis
@@ -834,7 +842,7 @@ export class LossChart {
   }
 
   /** A dashed line where a series restarts (its step went back), labelled at the top. */
-  private drawRestarts(ctx: CanvasRenderingContext2D, theme: ChartTheme, shown: number[], xScale: Scale, box: Layout | { left: number; right: number; top: number; bottom: number }): void {
+  private drawRestarts(ctx: CanvasRenderingContext2D, theme: ChartTheme, shown: number[], xScale: Scale, box: Box): void {
     const seen = new Set<PointSeries>()
     ctx.strokeStyle = theme.restart
     ctx.fillStyle = theme.restart
@@ -870,7 +878,7 @@ export class LossChart {
    * A red tick at the top edge in each device column holding a NaN or ±Infinity of a shown
    * series; O(columns × log N) however many there are. Returns how many are in view.
    */
-  private drawBadMarks(ctx: CanvasRenderingContext2D, theme: ChartTheme, shown: number[], xScale: Scale, box: { left: number; right: number; top: number; bottom: number }): number {
+  private drawBadMarks(ctx: CanvasRenderingContext2D, theme: ChartTheme, shown: number[], xScale: Scale, box: Box): number {
     let count = 0
     const path = new Path2D()
     const [x0, x1] = xScale.domain
@@ -1122,7 +1130,7 @@ export class LossChart {
     const tokens = data.tokens.get(index)
     if (Number.isFinite(tokens)) rows.push(['tokens', tokens.toLocaleString('en')])
     const t = data.timeMs.get(index)
-    if (Number.isFinite(t)) rows.push(['time', new Date(t).toLocaleTimeString('en-GB')])
+    if (Number.isFinite(t)) rows.push(['time', formatClock(t / 1000)])
     this.options.series.forEach((s, i) => {
       if (!this.visible[i]) return
       const column = s.data.columns.get(s.column)

@@ -403,13 +403,6 @@ export class VertexBuffer {
     if (this.used === 0 || Number.isNaN(this.data[this.used - 1])) return
     this.push(NaN, NaN)
   }
-
-  result(): Float64Array {
-    // Drop a trailing break.
-    let used = this.used
-    if (used >= 2 && Number.isNaN(this.data[used - 1])) used -= 2
-    return this.data.slice(0, used)
-  }
 }
 
 /** Number of vertices in a reduced path (break markers excluded). */
