@@ -107,28 +107,61 @@ impl LossSum {
     }
 }
 
-/// Weighted running mean and variance (West's weighted form of Welford's algorithm).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct RunningStats {
-    weight: f64,
-    mean: f64,
-    m2: f64,
+/// Step costs since warm-up, grouped in blocks for their long-run variance (the method of
+/// batch means): the variance of block means × steps per block. Unlike the plain variance of
+/// step costs, it is not inflated by overheads that recur on a schedule (an eval every 100
+/// steps averages out within blocks), and it grows when costs drift (a slowing machine makes
+/// neighbouring blocks alike). Blocks start one step long and double whenever
+/// [`MAX_BLOCKS`] are full, merging pairwise, so between `MAX_BLOCKS / 2` and `MAX_BLOCKS`
+/// are kept: memory is constant.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct StepCosts {
+    /// Steps per block.
+    block_steps: f64,
+    /// `(steps, Σ steps × seconds per step)` of each full block, oldest first.
+    blocks: Vec<(f64, f64)>,
+    /// The block being filled.
+    open: (f64, f64),
 }
 
-impl RunningStats {
-    fn add(&mut self, x: f64, weight: f64) {
-        if !(x.is_finite() && weight > 0.0) {
+/// Most blocks of step costs kept; see [`StepCosts`].
+const MAX_BLOCKS: usize = 32;
+
+impl StepCosts {
+    /// Add `steps` optimizer steps that took `secs_per_step` each.
+    fn add(&mut self, secs_per_step: f64, steps: f64) {
+        if !(secs_per_step.is_finite() && steps > 0.0) {
             return;
         }
-        self.weight += weight;
-        let delta = x - self.mean;
-        self.mean += delta * weight / self.weight;
-        self.m2 += weight * delta * (x - self.mean);
+        self.block_steps = self.block_steps.max(1.0);
+        self.open.0 += steps;
+        self.open.1 += steps * secs_per_step;
+        if self.open.0 >= self.block_steps {
+            self.blocks.push(std::mem::take(&mut self.open));
+            if self.blocks.len() >= MAX_BLOCKS {
+                self.blocks = self.blocks.chunks(2).map(|pair| pair.iter().fold((0.0, 0.0), |(w, s), b| (w + b.0, s + b.1))).collect();
+                self.block_steps *= 2.0;
+            }
+        }
     }
 
-    /// Population standard deviation.
-    fn std_dev(&self) -> f64 {
-        if self.weight > 0.0 { (self.m2 / self.weight).max(0.0).sqrt() } else { 0.0 }
+    /// Steps in full blocks.
+    fn steps(&self) -> f64 {
+        self.blocks.iter().map(|b| b.0).sum()
+    }
+
+    /// Long-run standard deviation of the seconds per step, `√(Σ wᵢ·(mᵢ − m)² / (K − 1))`
+    /// over the `K` full blocks with `wᵢ` steps and mean `mᵢ` (overall mean `m`); for
+    /// one-step blocks this is the plain sample standard deviation. 0 with fewer than 2 blocks.
+    fn long_run_std_dev(&self) -> f64 {
+        let k = self.blocks.len();
+        if k < 2 {
+            return 0.0;
+        }
+        let (steps, sum) = self.blocks.iter().fold((0.0, 0.0), |(w, s), b| (w + b.0, s + b.1));
+        let mean = sum / steps;
+        let squares: f64 = self.blocks.iter().map(|&(w, s)| w * (s / w - mean).powi(2)).sum();
+        (squares / (k - 1) as f64).max(0.0).sqrt()
     }
 }
 
@@ -170,7 +203,7 @@ pub struct Session {
     /// The latest step completion after warm-up.
     completion: Option<Completion>,
     /// Seconds per optimizer step between completions after warm-up (all overheads included).
-    step_secs: RunningStats,
+    step_costs: StepCosts,
 }
 
 impl Session {
@@ -323,7 +356,7 @@ impl Session {
             Some(previous) => {
                 let steps = point.step - previous.step;
                 let secs = point.active_secs - previous.active_secs;
-                self.step_secs.add(secs / steps as f64, steps as f64);
+                self.step_costs.add(secs / steps as f64, steps as f64);
                 self.completion = Some(Completion { active_secs: point.active_secs, step: point.step, tokens: point.tokens });
             }
         }
@@ -368,9 +401,10 @@ impl Session {
     /// The ETA for `remaining_tokens` and/or `remaining_steps` of work (the smaller wins when
     /// both are known); `None` while estimating or when neither is known.
     ///
-    /// `secs = remaining_tokens / long_run_tokens_per_sec`. The range treats the `n` steps
-    /// left as draws from the step times seen since warm-up (mean `μ`, standard deviation
-    /// `σ`, over `k` steps): their sum has variance `n·σ²`, and `μ` itself is uncertain by
+    /// `secs = remaining_tokens / long_run_tokens_per_sec`. For the range, the `n` steps left
+    /// take the time of `n` steps like those seen since warm-up: with `σ` the long-run
+    /// standard deviation of seconds per step (batch means, see [`StepCosts`]) over `k`
+    /// steps, their total has variance `n·σ²`, and the mean step time is itself uncertain by
     /// `σ/√k`, adding `(n·σ)²/k`; so `sd = σ·√(n + n²/k)`, and the range is
     /// `secs ± ETA_RANGE_Z · sd` (normal approximation of the 10th and 90th percentiles),
     /// the low end floored at 0.
@@ -388,8 +422,8 @@ impl Session {
         };
         let secs = remaining / rate;
         let steps_left = if tokens_per_step > 0.0 { remaining / tokens_per_step } else { 0.0 };
-        let k = self.step_secs.weight.max(1.0);
-        let spread = ETA_RANGE_Z * self.step_secs.std_dev() * (steps_left + steps_left * steps_left / k).sqrt();
+        let k = self.step_costs.steps().max(1.0);
+        let spread = ETA_RANGE_Z * self.step_costs.long_run_std_dev() * (steps_left + steps_left * steps_left / k).sqrt();
         if !(secs.is_finite() && spread.is_finite()) {
             return None;
         }
@@ -423,8 +457,44 @@ mod tests {
         }
         assert!(session.recent.len() <= MAX_WINDOW_POINTS, "{}", session.recent.len());
         assert_eq!(session.losses.len(), 1);
+        assert!(session.step_costs.blocks.len() < MAX_BLOCKS);
         // 10 tokens every 20 µs: 500,000 tokens/s.
         let rate = session.recent_tokens_per_sec().expect("the kept window spans 1.2 s");
         assert!((rate - 500_000.0).abs() < 1.0, "{rate}");
+    }
+}
+
+#[cfg(test)]
+mod step_cost_tests {
+    use super::*;
+
+    #[test]
+    fn one_step_blocks_give_the_sample_standard_deviation() {
+        let mut costs = StepCosts::default();
+        for x in [1.0, 2.0, 3.0, 4.0] {
+            costs.add(x, 1.0);
+        }
+        // Sample variance of 1, 2, 3, 4: 5 / 3.
+        assert!((costs.long_run_std_dev() - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(costs.steps(), 4.0);
+    }
+
+    #[test]
+    fn a_scheduled_overhead_averages_out_and_a_drift_does_not() {
+        // 0.5 s steps with 5 s more every 8th: blocks of 8 steps all cost the same.
+        let mut periodic = StepCosts::default();
+        for i in 1..=256 {
+            periodic.add(if i % 8 == 0 { 5.5 } else { 0.5 }, 1.0);
+        }
+        assert_eq!(periodic.block_steps, 16.0);
+        assert!(periodic.long_run_std_dev() < 1e-9, "{}", periodic.long_run_std_dev());
+        // Steps slowing from 0.5 s to 1.5 s: far more spread than steps of random order.
+        let mut drifting = StepCosts::default();
+        for i in 0..256 {
+            drifting.add(0.5 + f64::from(i) / 256.0, 1.0);
+        }
+        // Plain standard deviation of a uniform ramp of width 1: 1/√12 = 0.289; blocks of 16
+        // steps have means 1/16 apart, long-run sd = √16 × 0.289 × (about 1) ≈ 1.15.
+        assert!(drifting.long_run_std_dev() > 1.0, "{}", drifting.long_run_std_dev());
     }
 }

@@ -91,10 +91,13 @@ fn acceptance_stream_at_step_350_and_past_the_budget() {
     // What the rest of the run really takes: 650 × 0.25 s + evals after steps 400, 600, 800.
     let (low, high) = (summary.eta_low_secs.unwrap(), summary.eta_high_secs.unwrap());
     assert!(low <= 177.5 && 177.5 <= high, "range {low}..{high} misses the true 177.5 s");
-    // Step costs since warm-up: 346 of 0.25 s and one of 5.25 s (μ = 0.2644 s, σ = 0.268 s,
-    // k = 347); n = 650 steps left: 1.2816 × 0.268 × √(650 + 650²/347) = 14.8 s either side.
-    assert_near(Some(low), 171.9 - 14.8, "ETA low");
-    assert_near(Some(high), 171.9 + 14.8, "ETA high");
+    // Step costs since warm-up, in 21 full blocks of 16 steps (336 steps): 20 blocks at
+    // 0.25 s per step and the one with the eval at 0.25 + 5/16 s; long-run σ² = 16 × (20 ×
+    // 0.01488² + 0.29762²) / 20 = 0.0744, σ = 0.2728 s; n = 650 steps left, k = 336:
+    // 1.2816 × 0.2728 × √(650 + 650²/336) = 15.3 s either side.
+    let eta = summary.eta_secs.unwrap();
+    assert_near(Some(eta - low), 15.3, "ETA − low");
+    assert_near(Some(high - eta), 15.3, "high − ETA");
     assert_eq!(summary.progress, Some(0.35));
     assert_near(summary.finish_time.map(|t| t - T0), 112.25 + 171.9, "finish time");
 
@@ -160,10 +163,14 @@ fn periodic_eval_is_amortized() {
     // The last 30 s span three whole eval periods: 30,000 tokens in 30 s.
     assert_near(summary.tokens_per_sec, 1000.0, "tokens/s");
     assert_eq!(summary.val_loss, Some(2.4));
-    // Range: step costs have mean μ = 1 s and σ = 1.5 s (nine of 0.5 s, one of 5.5 s) over
-    // k = 200 steps; n = 797 steps left: 1.2816 × 1.5 × √(797 + 797²/200) = 121 s either side.
-    assert_near(summary.eta_low_secs, 797.0 - 121.0, "ETA low");
-    assert_near(summary.eta_high_secs, 797.0 + 121.0, "ETA high");
+    // Range: 200 step costs after warm-up in 25 blocks of 8 steps. Of every 5 blocks (40
+    // steps, 4 evals) 4 hold an eval, costing (8 × 0.5 + 5) / 8 = 1.125 s per step, and one
+    // costs 0.5 s; the mean is 1 s. Long-run σ² = 8 × (20 × 0.125² + 5 × 0.5²) / 24 = 0.521,
+    // σ = 0.72 s; n = 797 steps left: 1.2816 × 0.72 × √(797 + 797²/200) = 58 s either side
+    // (the plain σ of 1.5 s would give 121 s: the schedule of evals is no uncertainty).
+    let eta = summary.eta_secs.unwrap();
+    assert_near(summary.eta_low_secs.map(|low| eta - low), 58.0, "ETA − low");
+    assert_near(summary.eta_high_secs.map(|high| high - eta), 58.0, "high − ETA");
 }
 
 #[test]
