@@ -403,7 +403,7 @@ impl Session {
     ///
     /// `secs = remaining_tokens / long_run_tokens_per_sec`. For the range, the `n` steps left
     /// take the time of `n` steps like those seen since warm-up: with `σ` the long-run
-    /// standard deviation of seconds per step (batch means, see [`StepCosts`]) over `k`
+    /// standard deviation of seconds per step (batch means, docs/metrics.md) over `k`
     /// steps, their total has variance `n·σ²`, and the mean step time is itself uncertain by
     /// `σ/√k`, adding `(n·σ)²/k`; so `sd = σ·√(n + n²/k)`, and the range is
     /// `secs ± ETA_RANGE_Z · sd` (normal approximation of the 10th and 90th percentiles),
