@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod hub;
+pub mod ingest;
 pub mod store;
 
 pub use axum::Router;
