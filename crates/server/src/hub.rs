@@ -175,7 +175,7 @@ struct WriteRequest {
 }
 
 /// The answer to a post of events to an external run (`POST /api/runs/{id}/events`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IngestAnswer {
     /// The run's latest stored seq after this post.
     pub last_seq: u64,
