@@ -138,7 +138,8 @@ class Run:
 
     def finish(self, state="completed", message="", timeout_secs=30.0):
         """Report the end (``completed``, ``aborted`` or ``failed``) and deliver every event,
-        waiting at most ``timeout_secs``. Returns whether everything was delivered."""
+        waiting at most ``timeout_secs`` (2 s when the console was never reached). Returns
+        whether everything was delivered."""
         if self._finished:
             return True
         self._finished = True
@@ -264,6 +265,9 @@ class Run:
     def _drain(self, timeout_secs):
         self._closing.set()
         self._wake.set()
+        if self._token is None:
+            # The console was never reached: one more short try, not a long wait.
+            timeout_secs = min(timeout_secs, 2.0)
         self._thread.join(timeout_secs)
         with self._lock:
             left = len(self._pending) + (self._retry[2] if self._retry else 0)
