@@ -287,7 +287,17 @@ async fn supervise(args: &RunArgs, reporter: Reporter, run_id: &str, page_url: &
         // Python buffers a piped stdout; its lines should show as they are written.
         command.env("PYTHONUNBUFFERED", "1");
     }
-    let mut child = command.spawn().with_context(|| format!("cannot start `{}`", shell_words(&args.command)))?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            // The run exists already: record why it never trained.
+            let message = format!("cannot start `{}`: {err}", shell_words(&args.command));
+            let mut state = Supervision::new(None, String::new());
+            state.pending.push_back(Event::now(StateChange { state: RunState::Failed, message: message.clone() }));
+            flush(&reporter, &mut state, Instant::now() + FINAL_FLUSH_TIMEOUT).await;
+            bail!(message);
+        }
+    };
     let pid = child.id().context("the child exited before its id was read")?;
     let group = rustix::process::Pid::from_raw(pid as i32).context("the child's process id is not valid")?;
     let signal_group = |signal: rustix::process::Signal, name: &str| {

@@ -232,6 +232,21 @@ fn a_trainer_that_fails_is_recorded_failed_and_non_event_lines_pass_through() {
 }
 
 #[test]
+fn a_command_that_cannot_start_fails_the_run_with_the_reason() {
+    let runs = tempfile::tempdir().unwrap();
+    let output = exe().args(["run", "--port", "0", "--runs-dir"]).arg(runs.path()).args(["--", "/no/such/trainer", "--x"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot start `/no/such/trainer --x`: No such file or directory"), "{stderr}");
+    let (summary, _) = stored_run(runs.path());
+    assert_eq!(summary["state"], "failed");
+    assert!(summary["message"].as_str().unwrap().starts_with("cannot start `/no/such/trainer --x`"), "{summary}");
+
+    let err = String::from_utf8_lossy(&exe().args(["run", "--port", "0", "--runs-dir"]).arg(runs.path()).output().unwrap().stderr).into_owned();
+    assert!(err.contains("CMD ARGS"), "the command is required: {err}");
+}
+
+#[test]
 fn a_trainer_reporting_over_http_loses_and_doubles_nothing_when_the_console_restarts() {
     let runs = tempfile::tempdir().unwrap();
     let serve_args = |port: &str| {
