@@ -5,7 +5,7 @@
 // 1. The stdlib toy trainer (examples/python/train_toy.py): the page shows its token counter,
 //    loss chart, throughput and ETA like our own worker's, and Abort ends in "Aborted" with
 //    the checkpoint the trainer wrote.
-// 2. A trainer that ignores SIGINT: after Abort the page shows "Stopping… (N s)" and never
+// 2. A trainer that ignores SIGINT (and whose loss turns NaN, shown as not finite): after Abort the page shows "Stopping… (N s)" and never
 //    "Aborted"; after the grace period it offers Force kill, which ends the process, and
 //    the page says how (killed by SIGTERM).
 
@@ -24,7 +24,10 @@ const toy = path.resolve(webDir, '../examples/python/train_toy.py')
 const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
 const URL_RE = /http:\/\/127\.0\.0\.1:\d+\/runs\/[^\s]+/
 
-/** A trainer that ignores SIGINT (Abort) and reports a step every 50 ms. */
+/**
+ * A trainer that ignores SIGINT (Abort) and reports a step every 50 ms; its loss diverges to
+ * NaN after step 5 (Python writes it as a bare NaN).
+ */
 const STUBBORN = `
 import json, signal, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -32,7 +35,7 @@ print(json.dumps({"kind": "run_start", "time": time.time(), "name": "stubborn tr
 step = 0
 while True:
     step += 1
-    print(json.dumps({"kind": "step", "time": time.time(), "step": step, "tokens": step * 512, "loss": 3.0 / step ** 0.1}), flush=True)
+    print(json.dumps({"kind": "step", "time": time.time(), "step": step, "tokens": step * 512, "loss": 3.0 if step <= 5 else float("nan")}), flush=True)
     print(f"plain output line {step}", flush=True)
     time.sleep(0.05)
 `
@@ -156,7 +159,9 @@ test('a trainer that ignores Abort: Stopping… (N s), then Force kill', { timeo
   page.on('pageerror', (err) => pageErrors.push(err.message))
   await page.goto(run.url)
   await page.locator('[data-testid="state"]', { hasText: 'Running' }).waitFor()
-  await until('steps', async () => (await numberAttr(page, '[data-testid="tokens"]', 'data-value')) > 0)
+  await until('steps', async () => (await numberAttr(page, '[data-testid="tokens"]', 'data-value')) > 5 * 512)
+  // The NaN loss is kept and shown as not finite.
+  await until('the NaN loss', async () => /not finite/.test(await page.getByTestId('loss').innerText()))
   // Record every headline and badge the page shows from here on.
   await page.evaluate(() => {
     window.__seen = new Set()
