@@ -232,6 +232,36 @@ fn a_trainer_that_fails_is_recorded_failed_and_non_event_lines_pass_through() {
 }
 
 #[test]
+fn run_with_server_reports_to_a_running_console_and_passes_its_abort_on() {
+    let runs = tempfile::tempdir().unwrap();
+    let console = start(exe().args(["serve", "--port", "0", "--runs-dir"]).arg(runs.path()));
+    let mut run = start(
+        exe()
+            .args(["run", "--grace-secs", "5", "--server", &console.base, "--", "python3"])
+            .arg(examples().join("train_toy.py"))
+            .args(["--steps", "100000", "--checkpoint-dir"])
+            .arg(runs.path().join("toy-checkpoints")),
+    );
+    assert!(run.output().contains(&format!("console at {}/runs/", console.base)), "{}", run.output());
+    let runs_url = format!("{}/api/runs", console.base);
+    let id = wait_for("steps on the running console", 30, || {
+        let runs = get(&runs_url);
+        (runs["runs"][0]["step"].as_u64() >= Some(5)).then(|| runs["runs"][0]["id"].as_str().unwrap().to_string())
+    });
+    assert_eq!(get(&format!("{runs_url}/{id}"))["force_kill_grace_secs"], 5.0);
+    assert_eq!(post(&format!("{runs_url}/{id}/abort")).0, 202);
+    assert_eq!(run.wait(30), Some(0));
+    let summary = get(&format!("{runs_url}/{id}"));
+    assert_eq!(summary["state"], "aborted");
+    assert_eq!(summary["exit"]["exit_code"], 0);
+    assert_eq!(summary["checkpoint_step"], summary["step"]);
+    let events = get(&format!("{runs_url}/{id}/events?limit=10000"))["events"].as_array().unwrap().clone();
+    let steps: Vec<u64> = events.iter().filter(|e| e["kind"] == "step").map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=steps.len() as u64).collect::<Vec<_>>(), "every step once");
+    assert_eq!(states(&events), ["stopping", "stopping", "aborted"]);
+}
+
+#[test]
 fn a_command_that_cannot_start_fails_the_run_with_the_reason() {
     let runs = tempfile::tempdir().unwrap();
     let output = exe().args(["run", "--port", "0", "--runs-dir"]).arg(runs.path()).args(["--", "/no/such/trainer", "--x"]).output().unwrap();
