@@ -169,9 +169,17 @@ impl RunEntry {
 struct WriteRequest {
     run_id: String,
     events: Vec<Event>,
-    ack: Option<oneshot::Sender<Result<u64, String>>>,
+    ack: Option<oneshot::Sender<Result<Written, String>>>,
     /// Idempotency key of a posted batch: events of it stored before are skipped.
     key: Option<String>,
+}
+
+/// What the writer did with one request: the run's last seq after it, and how many of its
+/// events it stored (fewer than sent when an idempotent batch was sent again).
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    last_seq: u64,
+    stored: u64,
 }
 
 /// The answer to a post of events to an external run (`POST /api/runs/{id}/events`).
@@ -405,20 +413,22 @@ impl Hub {
             drop(summary);
             entry.announce_summary();
         }
-        let before = entry.summary().last_seq;
-        let last_seq = if events.is_empty() {
-            before
+        let (last_seq, stored) = if events.is_empty() {
+            (entry.summary().last_seq, 0)
         } else {
             let (ack, done) = oneshot::channel();
             let request = WriteRequest { run_id: entry.id.clone(), events, ack: Some(ack), key };
             self.inner.writes.send(request).await.map_err(|_| HubError::WriterGone)?;
             match done.await {
-                Ok(Ok(seq)) => seq,
+                Ok(Ok(written)) => (written.last_seq, written.stored),
                 Ok(Err(message)) => return Err(HubError::WriteFailed(message)),
                 Err(_) => return Err(HubError::WriterGone),
             }
         };
-        Ok(self.ingest_answer(entry, last_seq.saturating_sub(before)))
+        let mut answer = self.ingest_answer(entry, stored);
+        // Other posts may have been stored since; this one's seq is no later than the summary's.
+        answer.last_seq = answer.last_seq.max(last_seq);
+        Ok(answer)
     }
 
     /// What a trainer reporting run `entry` should know now.
@@ -480,7 +490,7 @@ impl Hub {
             .await
             .map_err(|_| HubError::WriterGone)?;
         match done.await {
-            Ok(Ok(seq)) => Ok(seq),
+            Ok(Ok(written)) => Ok(written.last_seq),
             Ok(Err(message)) => Err(HubError::WriteFailed(message)),
             Err(_) => Err(HubError::WriterGone),
         }
@@ -648,7 +658,7 @@ impl Publisher {
         let mut done = done;
         loop {
             match done.try_recv() {
-                Ok(result) => return result.map_err(HubError::WriteFailed),
+                Ok(result) => return result.map(|written| written.last_seq).map_err(HubError::WriteFailed),
                 Err(oneshot::error::TryRecvError::Closed) => return Err(HubError::WriterGone),
                 Err(oneshot::error::TryRecvError::Empty) if std::time::Instant::now() > deadline => return Err(HubError::WriterGone),
                 Err(oneshot::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(2)),
@@ -725,18 +735,19 @@ fn write_run_batch(hub: &Hub, store: &mut Store, run_id: &str, requests: Vec<Wri
                 None => batches.push(BatchRecord { key, events: total }),
             }
         }
+        let before = seq;
         for event in request.events.into_iter().skip(skip) {
             seq += 1;
             stored.push(StoredEvent { seq, event });
         }
-        acks.extend(request.ack.map(|ack| (ack, seq)));
+        acks.extend(request.ack.map(|ack| (ack, Written { last_seq: seq, stored: seq - before })));
     }
     match store.append_with_batches(run_id, &stored, &batches) {
         Ok(()) => {
             entry.store_failing.store(false, Ordering::Relaxed);
             entry.publish_stored(stored);
-            for (ack, seq) in acks {
-                let _ = ack.send(Ok(seq));
+            for (ack, written) in acks {
+                let _ = ack.send(Ok(written));
             }
         }
         Err(err) => {

@@ -328,3 +328,32 @@ async fn a_restarted_console_shows_the_run_interrupted_until_the_trainer_posts_a
     let s = summary(&hub, &id).await;
     assert_eq!((s["state"].as_str(), s["step"].as_u64()), (Some("running"), Some(2)));
 }
+
+#[tokio::test]
+async fn concurrent_posts_from_several_ranks_each_count_their_own_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::open(dir.path()).unwrap();
+    let (id, token) = create(&hub, json!({"name": "two ranks", "world_size": 2})).await;
+    let mut tasks = Vec::new();
+    for rank in 0..2u64 {
+        let (hub, id, token) = (hub.clone(), id.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut stored = 0;
+            for batch in 0..20u64 {
+                let body: Vec<String> = (1..=5)
+                    .map(|i| format!(r#"{{"kind":"step","time":{},"step":{},"tokens":1,"loss":1,"rank":{rank}}}"#, 1_800_000_000 + batch, batch * 5 + i))
+                    .collect();
+                let (status, answer) = Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(body.join("\n")).send(&hub).await;
+                assert_eq!(status, StatusCode::OK);
+                stored += answer["stored"].as_u64().unwrap();
+            }
+            stored
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 100, "each rank's answers count its own 100 events");
+    }
+    let stored = events(&hub, &id).await;
+    assert_eq!(stored.len(), 201);
+    assert_eq!(stored.iter().filter(|e| e["rank"] == 1).count(), 100);
+}
