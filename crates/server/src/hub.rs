@@ -24,6 +24,13 @@ pub const PRODUCER_LOCK_FILE: &str = "producer.lock";
 /// How often a run trained by another process is read back from the store.
 pub const FOREIGN_POLL_INTERVAL: Duration = Duration::from_millis(200);
 
+/// A run reported over HTTP whose trainer has posted nothing (not even an empty poll) for
+/// this long shows as `interrupted` until it posts again. The Python client polls every
+/// second, `trainconsole run` every 0.5 s.
+pub const EXTERNAL_SILENCE: Duration = Duration::from_secs(60);
+/// How often runs reported over HTTP are checked for [`EXTERNAL_SILENCE`].
+const SILENCE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Capacity of the channel from producers to the writer, in batches.
 pub const WRITE_QUEUE_BATCHES: usize = 1024;
 /// Most events the writer stores in one transaction.
@@ -102,8 +109,22 @@ struct External {
     /// learns so from the answer to its next post.
     kill_requested: AtomicBool,
     /// State and message the run had when this console showed it as `interrupted` (it was
-    /// not running when the console started); they come back when the trainer posts again.
+    /// not running when the console started, or its trainer fell silent); they come back
+    /// when the trainer posts again.
     interrupted_from: Mutex<Option<(RunState, String)>>,
+    /// When the trainer last posted (events or an empty poll), or the run was created or loaded.
+    last_post: Mutex<std::time::Instant>,
+}
+
+impl External {
+    fn new(token_sha256: String, interrupted_from: Option<(RunState, String)>) -> Self {
+        Self {
+            token_sha256,
+            kill_requested: AtomicBool::new(false),
+            interrupted_from: Mutex::new(interrupted_from),
+            last_post: Mutex::new(std::time::Instant::now()),
+        }
+    }
 }
 
 impl RunEntry {
@@ -244,6 +265,17 @@ impl Hub {
             .name("trainconsole-writer".into())
             .spawn(move || writer_loop(writer_hub, writer_store, write_rx))
             .map_err(|source| StoreError::RunsDir { path: runs_dir.to_path_buf(), source })?;
+        let watched = Arc::downgrade(&hub.inner);
+        std::thread::Builder::new()
+            .name("trainconsole-silence".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(SILENCE_CHECK_INTERVAL);
+                    let Some(inner) = watched.upgrade() else { break };
+                    Hub { inner }.interrupt_silent_runs(EXTERNAL_SILENCE);
+                }
+            })
+            .map_err(|source| StoreError::RunsDir { path: runs_dir.to_path_buf(), source })?;
         Ok(hub)
     }
 
@@ -298,11 +330,7 @@ impl Hub {
             if summary.exit.is_none() {
                 summary.force_kill_grace_secs = record.force_kill_grace_secs;
             }
-            External {
-                token_sha256: record.token_sha256,
-                kill_requested: AtomicBool::new(false),
-                interrupted_from: Mutex::new(Some((summary.state, summary.message.clone()))),
-            }
+            External::new(record.token_sha256, Some((summary.state, summary.message.clone())))
         });
         if other_console.is_none() {
             summary.mark_interrupted();
@@ -362,11 +390,7 @@ impl Hub {
         let mut summary = RunSummary::new(&id);
         summary.name = start.name.clone();
         summary.force_kill_grace_secs = force_kill_grace_secs;
-        let external = External {
-            token_sha256: record.token_sha256,
-            kill_requested: AtomicBool::new(false),
-            interrupted_from: Mutex::new(None),
-        };
+        let external = External::new(record.token_sha256, None);
         let entry = Arc::new(RunEntry::with_external(id.clone(), summary, Some(external)));
         *lock(&entry.producer_lock) = lock_file;
         lock(&self.inner.runs).insert(id.clone(), entry.clone());
@@ -401,9 +425,12 @@ impl Hub {
     /// what the trainer should know. `key` names the batch: a batch posted again with the
     /// same key stores only the events of it not stored before.
     pub async fn ingest(&self, entry: &RunEntry, events: Vec<Event>, key: Option<String>) -> Result<IngestAnswer, HubError> {
-        if let Some(external) = &entry.external
-            && let Some((state, message)) = lock(&external.interrupted_from).take()
-        {
+        if let Some(external) = &entry.external {
+            *lock(&external.last_post) = std::time::Instant::now();
+        }
+        // Lock order: `interrupted_from` is let go before `summary` is taken.
+        let restored = entry.external.as_ref().and_then(|external| lock(&external.interrupted_from).take());
+        if let Some((state, message)) = restored {
             // The trainer is back (this console restarted while it ran): show its own state.
             let mut summary = lock(&entry.summary);
             if summary.state == RunState::Interrupted {
@@ -429,6 +456,28 @@ impl Hub {
         // Other posts may have been stored since; this one's seq is no later than the summary's.
         answer.last_seq = answer.last_seq.max(last_seq);
         Ok(answer)
+    }
+
+    /// Show as `interrupted` every live run reported over HTTP whose trainer has not posted
+    /// for `silence`; its next post brings its own state back. Called every second with
+    /// [`EXTERNAL_SILENCE`] by a thread of the hub.
+    pub fn interrupt_silent_runs(&self, silence: Duration) {
+        let entries: Vec<Arc<RunEntry>> = lock(&self.inner.runs).values().cloned().collect();
+        for entry in entries {
+            let Some(external) = &entry.external else { continue };
+            if lock(&external.last_post).elapsed() < silence || lock(&entry.other_console).is_some() {
+                continue;
+            }
+            let mut summary = lock(&entry.summary);
+            if summary.state.is_finished() {
+                continue;
+            }
+            *lock(&external.interrupted_from) = Some((summary.state, summary.message.clone()));
+            summary.mark_interrupted();
+            summary.message = format!("the trainer has posted nothing for {} s", silence.as_secs());
+            drop(summary);
+            entry.announce_summary();
+        }
     }
 
     /// What a trainer reporting run `entry` should know now.

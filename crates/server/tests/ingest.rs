@@ -357,3 +357,28 @@ async fn concurrent_posts_from_several_ranks_each_count_their_own_events() {
     assert_eq!(stored.len(), 201);
     assert_eq!(stored.iter().filter(|e| e["rank"] == 1).count(), 100);
 }
+
+#[tokio::test]
+async fn a_silent_trainer_shows_as_interrupted_until_it_posts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::open(dir.path()).unwrap();
+    let (id, token) = create(&hub, json!({"name": "quiet"})).await;
+    let (done, done_token) = create(&hub, json!({"name": "done"})).await;
+    Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(step_line(1, "2")).send(&hub).await;
+    let end = r#"{"kind":"state","time":1800000001,"state":"completed"}"#;
+    Call::new("POST", format!("/api/runs/{done}/events")).token(&done_token).body(end).send(&hub).await;
+
+    hub.interrupt_silent_runs(std::time::Duration::from_secs(3600));
+    assert_eq!(summary(&hub, &id).await["state"], "running", "not silent for an hour");
+    hub.interrupt_silent_runs(std::time::Duration::ZERO);
+    let s = summary(&hub, &id).await;
+    assert_eq!(s["state"], "interrupted");
+    assert_eq!(s["message"], "the trainer has posted nothing for 0 s");
+    assert_eq!(summary(&hub, &done).await["state"], "completed", "an ended run stays as it ended");
+
+    // An empty post (a poll) is enough to be alive again.
+    let (status, answer) = Call::new("POST", format!("/api/runs/{id}/events")).token(&token).send(&hub).await;
+    assert_eq!((status, answer["state"].as_str()), (StatusCode::OK, Some("running")));
+    let s = summary(&hub, &id).await;
+    assert_eq!((s["state"].as_str(), s["message"].as_str()), (Some("running"), Some("")));
+}
