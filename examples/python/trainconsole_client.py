@@ -29,6 +29,8 @@ Two ways to reach the console:
   the oldest are dropped and counted) and are posted when it is back. The training loop
   never waits on the console and never gets an exception from it.
 
+An exception that ends the script reports the run ``failed`` with the exception's text.
+
 ``should_stop()`` turns true when the console asks the run to stop (it learns so from the
 answer to its next post, at most ``poll_secs`` later) or on the first Ctrl-C (SIGINT); the
 first time it does, the client reports ``state: stopping``. A second Ctrl-C raises
@@ -93,6 +95,7 @@ class Run:
         self._start = start
         if handle_sigint:
             self._install_sigint_handler()
+        self._install_excepthook()
         if self._stdout:
             self._emit({"kind": "run_start", **start})
             self.id = os.environ.get("TRAINCONSOLE_RUN_ID")
@@ -278,6 +281,21 @@ class Run:
     def _at_exit(self):
         if not self._closing.is_set():
             self._drain(10.0)
+
+    def _install_excepthook(self):
+        """An exception that ends the script reports the run `failed` (or `aborted` for a
+        second Ctrl-C) with its message, before Python prints it as usual."""
+        previous = sys.excepthook
+
+        def on_exception(kind, value, traceback):
+            if not self._finished:
+                if issubclass(kind, KeyboardInterrupt):
+                    self.finish("aborted", "interrupted (Ctrl-C twice) without a final checkpoint", timeout_secs=10.0)
+                else:
+                    self.finish("failed", f"{kind.__name__}: {value}"[:500], timeout_secs=10.0)
+            previous(kind, value, traceback)
+
+        sys.excepthook = on_exception
 
     def _install_sigint_handler(self):
         if threading.current_thread() is not threading.main_thread():
