@@ -303,7 +303,12 @@ async fn post_events(State(app): State<AppState>, Path(id): Path<String>, header
         }
     };
     let batch = ingest::parse_batch(text);
-    let error = batch.error.or(utf8_error);
+    // The first problem in the body is the one named.
+    let error = match (batch.error, utf8_error) {
+        (Some(parse), Some(utf8)) if parse.line < utf8.line => Some(parse),
+        (_, Some(utf8)) => Some(utf8),
+        (parse, None) => parse,
+    };
     let answer = app.hub.ingest(&entry, batch.events, key).await?;
     Ok(match error {
         None => Json(answer).into_response(),

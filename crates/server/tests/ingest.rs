@@ -148,6 +148,13 @@ async fn malformed_bodies_keep_the_lines_before_the_bad_one() {
     assert!(answer["error"].as_str().unwrap().starts_with("line 2: not UTF-8"), "{answer}");
     assert_eq!(answer["stored"], 1);
 
+    // In a JSON array too, the bad bytes are what is named.
+    let mut body = format!("[{},\n", step_line(6, "1.3")).into_bytes();
+    body.extend_from_slice(b"{\"kind\":\"sample\",\"time\":1,\"step\":6,\"text\":\"\xff\"}]");
+    let (status, answer) = Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(body).send(&hub).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].as_str().unwrap().starts_with("line 2: not UTF-8"), "{answer}");
+
     // 10 MB: refused whole, nothing stored.
     let before = events(&hub, &id).await.len();
     let huge = format!("{}\n", step_line(6, "1.0")).repeat(10 * 1024 * 1024 / 70);
