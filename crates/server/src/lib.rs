@@ -4,6 +4,8 @@
 //! * [`store`]: SQLite event store under the runs directory.
 //! * [`hub`]: producers → one writer thread → store → summaries and live broadcast.
 //! * [`http`]: axum router for the API, the stream and the embedded page.
+//! * [`ingest`]: reading event batches posted by external trainers (JSON lines or an array,
+//!   Python's bare NaN/Infinity), stopping at the first bad line with its number.
 
 pub mod http;
 pub mod hub;
