@@ -352,6 +352,10 @@ async fn supervise(args: &RunArgs, reporter: Reporter, run_id: &str, page_url: &
                     Ok(answer) => {
                         retry_delay = reporter.post_interval();
                         state.answered(answer);
+                        if state.pending.len() >= MAX_POST_EVENTS {
+                            // A trainer printing faster than one batch a tick: keep posting.
+                            in_flight = Some(spawn_post(&reporter, state.next_batch()));
+                        }
                     }
                     Err(PostError::Retry(reason)) => {
                         state.warn_unreachable(&reason);
@@ -366,12 +370,7 @@ async fn supervise(args: &RunArgs, reporter: Reporter, run_id: &str, page_url: &
             }
             _ = tick.tick() => {
                 if in_flight.is_none() && Instant::now() >= next_post_at {
-                    let batch = state.next_batch();
-                    let reporter = reporter.clone();
-                    in_flight = Some(tokio::spawn(async move {
-                        let result = reporter.post(&batch).await;
-                        (batch, result)
-                    }));
+                    in_flight = Some(spawn_post(&reporter, state.next_batch()));
                 }
             }
             signal = async { signals.as_mut().expect("guarded").next().await }, if signals.is_some() => {
@@ -438,6 +437,15 @@ async fn supervise(args: &RunArgs, reporter: Reporter, run_id: &str, page_url: &
         (Some(code), _) => code,
         (None, Some(signal)) => 128 + signal,
         (None, None) => 1,
+    })
+}
+
+/// Post `batch` in a task of its own, so that the child's output is read meanwhile.
+fn spawn_post(reporter: &Reporter, batch: Batch) -> JoinHandle<(Batch, Result<IngestAnswer, PostError>)> {
+    let reporter = reporter.clone();
+    tokio::spawn(async move {
+        let result = reporter.post(&batch).await;
+        (batch, result)
     })
 }
 
