@@ -231,6 +231,7 @@ describe('TrainConsole', () => {
     expect(text('end-detail')).toBe("the trainer's process ended (killed by SIGTERM) without reporting that it stopped")
     expect(text('process-end')).toBe('killed by SIGTERM')
     expect(root.querySelector('[data-testid="output-tail"] pre')?.textContent).toBe('step 43\nstep 44')
+    expect(root.querySelector('[data-testid="force-kill-sent"]')).toBeNull()
   })
 
   it('never offers Force kill for a run the console did not start', async () => {
