@@ -5,7 +5,7 @@
 //! server, the page and the terminal bar agree. The definitions and formulas are in
 //! `docs/metrics.md`; the bookkeeping behind tokens/s and the ETA is [`crate::metrics`].
 
-use crate::event::{Event, EventBody, RunState, Sample, StoredEvent};
+use crate::event::{Event, EventBody, ProcessExit, RunState, Sample, StoredEvent};
 use crate::metrics::{EtaStatus, Session};
 use serde::{Deserialize, Serialize};
 
@@ -97,6 +97,15 @@ pub struct RunSummary {
     pub checkpoint_step: Option<u64>,
     /// Latest generated text sample.
     pub sample: Option<Sample>,
+    /// `time` of the first `stopping` state event: when the abort was requested (or the
+    /// trainer began to stop on its own); `None` while no one has asked the run to stop.
+    pub stopping_since: Option<f64>,
+    /// How the trainer's process ended, when the console that started it reported it.
+    pub exit: Option<ProcessExit>,
+    /// For a run whose process this console started (`trainconsole run`): seconds after
+    /// `stopping_since` from which a force kill is accepted. `None` when the console cannot
+    /// kill the run's process. Set by the server, not folded from events.
+    pub force_kill_grace_secs: Option<f64>,
     /// Bookkeeping of the current session; not part of the wire format.
     #[serde(skip)]
     pub session: Session,
@@ -175,6 +184,14 @@ impl RunSummary {
                 self.state = change.state;
                 self.message = change.message.clone();
                 self.session.record_pause(time, change.state == RunState::Paused);
+                if change.state == RunState::Stopping {
+                    self.stopping_since.get_or_insert(time);
+                }
+            }
+            EventBody::Exit(exit) => {
+                self.exit = Some(exit.clone());
+                // A dead process cannot be killed.
+                self.force_kill_grace_secs = None;
             }
         }
         self.refresh_derived();
