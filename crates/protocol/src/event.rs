@@ -21,7 +21,10 @@ pub struct Event {
 impl Event {
     /// An event stamped with `time` (seconds since the Unix epoch).
     pub fn new(time: f64, body: impl Into<EventBody>) -> Self {
-        Self { time, body: body.into() }
+        Self {
+            time,
+            body: body.into(),
+        }
     }
 
     /// An event stamped with this machine's clock now.
@@ -127,7 +130,11 @@ pub struct RunStart {
     pub model: Option<ModelShape>,
     /// Peak FLOP/s of the hardware the run trains on, the denominator of MFU; `None` when
     /// unknown (MFU is then not computed).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::float::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float::option"
+    )]
     pub peak_flops_per_sec: Option<f64>,
     /// Where `peak_flops_per_sec` comes from, for people (for example "set with --peak-flops"
     /// or "estimated: 2 threads × 3.0 GHz × 32 f32 FLOP/cycle (AVX2 FMA)").
@@ -158,7 +165,11 @@ pub struct ModelShape {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq_len: Option<u64>,
     /// Training FLOPs per token, for models the formula above does not fit; overrides it.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::float::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float::option"
+    )]
     pub flops_per_token: Option<f64>,
 }
 
@@ -198,13 +209,25 @@ pub struct Step {
     #[serde(with = "crate::float")]
     pub loss: f64,
     /// Learning rate used by this step.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::float::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float::option"
+    )]
     pub lr: Option<f64>,
     /// Global L2 norm of the gradients before clipping.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::float::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float::option"
+    )]
     pub grad_norm: Option<f64>,
     /// Wall time of this step (forward, backward, optimizer) in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::float::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::float::option"
+    )]
     pub step_time_ms: Option<f64>,
     /// Which rank (process) of a multi-process run reported this step; `None` means rank 0
     /// of a single-process run.
@@ -314,7 +337,10 @@ pub enum RunState {
 impl RunState {
     /// Whether the run has ended (no more steps will come).
     pub fn is_finished(self) -> bool {
-        matches!(self, RunState::Aborted | RunState::Completed | RunState::Failed | RunState::Interrupted)
+        matches!(
+            self,
+            RunState::Aborted | RunState::Completed | RunState::Failed | RunState::Interrupted
+        )
     }
 
     /// The wire name (`"running"`, …).
@@ -354,9 +380,21 @@ mod tests {
     fn step_round_trips_as_flat_json() {
         let event = Event::new(
             1764400000.25,
-            Step { step: 12, tokens: 24576, loss: 2.5, lr: Some(6e-4), grad_norm: Some(0.75), step_time_ms: Some(912.5), ..Default::default() },
+            Step {
+                step: 12,
+                tokens: 24576,
+                loss: 2.5,
+                lr: Some(6e-4),
+                grad_norm: Some(0.75),
+                step_time_ms: Some(912.5),
+                ..Default::default()
+            },
         );
-        let json = serde_json::to_string(&StoredEvent { seq: 7, event: event.clone() }).unwrap();
+        let json = serde_json::to_string(&StoredEvent {
+            seq: 7,
+            event: event.clone(),
+        })
+        .unwrap();
         assert_eq!(
             json,
             r#"{"seq":7,"time":1764400000.25,"kind":"step","step":12,"tokens":24576,"loss":2.5,"lr":0.0006,"grad_norm":0.75,"step_time_ms":912.5}"#
@@ -368,12 +406,29 @@ mod tests {
 
     #[test]
     fn non_finite_losses_survive_the_wire() {
-        for (loss, text) in [(f64::NAN, "\"NaN\""), (f64::INFINITY, "\"Infinity\""), (f64::NEG_INFINITY, "\"-Infinity\"")] {
-            let event = Event::new(1.0, Step { step: 1, tokens: 8, loss, lr: None, grad_norm: None, step_time_ms: None, ..Default::default() });
+        for (loss, text) in [
+            (f64::NAN, "\"NaN\""),
+            (f64::INFINITY, "\"Infinity\""),
+            (f64::NEG_INFINITY, "\"-Infinity\""),
+        ] {
+            let event = Event::new(
+                1.0,
+                Step {
+                    step: 1,
+                    tokens: 8,
+                    loss,
+                    lr: None,
+                    grad_norm: None,
+                    step_time_ms: None,
+                    ..Default::default()
+                },
+            );
             let json = serde_json::to_string(&event).unwrap();
             assert!(json.contains(&format!("\"loss\":{text}")), "{json}");
             let back: Event = serde_json::from_str(&json).unwrap();
-            let EventBody::Step(step) = back.body else { panic!("not a step: {json}") };
+            let EventBody::Step(step) = back.body else {
+                panic!("not a step: {json}")
+            };
             assert_eq!(step.loss.to_bits(), loss.to_bits());
         }
     }
@@ -386,7 +441,14 @@ mod tests {
 
     #[test]
     fn state_names_are_snake_case() {
-        let json = serde_json::to_string(&Event::new(2.0, StateChange { state: RunState::Aborted, message: String::new() })).unwrap();
+        let json = serde_json::to_string(&Event::new(
+            2.0,
+            StateChange {
+                state: RunState::Aborted,
+                message: String::new(),
+            },
+        ))
+        .unwrap();
         assert_eq!(json, r#"{"time":2.0,"kind":"state","state":"aborted"}"#);
     }
 }

@@ -78,7 +78,9 @@ pub mod option {
     }
 
     /// Deserialize `null` as `None`, anything [`super::deserialize`] takes as `Some`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<f64>, D::Error> {
         #[derive(Deserialize)]
         struct Wrapped(#[serde(with = "super")] f64);
         let value: Option<Wrapped> = Option::deserialize(deserializer)?;

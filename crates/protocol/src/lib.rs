@@ -16,7 +16,8 @@ pub mod metrics;
 pub mod summary;
 
 pub use event::{
-    Checkpoint, Eval, Event, EventBody, ModelShape, ProcessExit, RunStart, RunState, Sample, StateChange, Step, StoredEvent,
+    Checkpoint, Eval, Event, EventBody, ModelShape, ProcessExit, RunStart, RunState, Sample,
+    StateChange, Step, StoredEvent,
 };
 pub use metrics::{Eta, EtaStatus, Session};
 pub use summary::RunSummary;

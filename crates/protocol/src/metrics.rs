@@ -103,7 +103,11 @@ impl LossSum {
 
     /// Token-weighted mean; the plain mean when no weights are known.
     fn mean(&self) -> f64 {
-        if self.weight > 0.0 { self.weighted / self.weight } else { self.plain / f64::from(self.count.max(1)) }
+        if self.weight > 0.0 {
+            self.weighted / self.weight
+        } else {
+            self.plain / f64::from(self.count.max(1))
+        }
     }
 }
 
@@ -139,7 +143,11 @@ impl StepCosts {
         if self.open.0 >= self.block_steps {
             self.blocks.push(std::mem::take(&mut self.open));
             if self.blocks.len() >= MAX_BLOCKS {
-                self.blocks = self.blocks.chunks(2).map(|pair| pair.iter().fold((0.0, 0.0), |(w, s), b| (w + b.0, s + b.1))).collect();
+                self.blocks = self
+                    .blocks
+                    .chunks(2)
+                    .map(|pair| pair.iter().fold((0.0, 0.0), |(w, s), b| (w + b.0, s + b.1)))
+                    .collect();
                 self.block_steps *= 2.0;
             }
         }
@@ -158,9 +166,16 @@ impl StepCosts {
         if k < 2 {
             return 0.0;
         }
-        let (steps, sum) = self.blocks.iter().fold((0.0, 0.0), |(w, s), b| (w + b.0, s + b.1));
+        let (steps, sum) = self
+            .blocks
+            .iter()
+            .fold((0.0, 0.0), |(w, s), b| (w + b.0, s + b.1));
         let mean = sum / steps;
-        let squares: f64 = self.blocks.iter().map(|&(w, s)| w * (s / w - mean).powi(2)).sum();
+        let squares: f64 = self
+            .blocks
+            .iter()
+            .map(|&(w, s)| w * (s / w - mean).powi(2))
+            .sum();
         (squares / (k - 1) as f64).max(0.0).sqrt()
     }
 }
@@ -198,6 +213,9 @@ pub struct Session {
     /// Points of the last [`RATE_WINDOW_SECS`], oldest first; the first may lie just before
     /// the window, as its left edge.
     recent: VecDeque<Point>,
+    /// `(Σ, count)` of the valid reported step times in `recent`, kept as points come and
+    /// go so that the mean costs O(1) per event however fast steps arrive.
+    recent_step_time_ms: (f64, u32),
     /// The point at which the warm-up ended.
     warm: Option<Point>,
     /// The latest step completion after warm-up.
@@ -209,16 +227,25 @@ pub struct Session {
 impl Session {
     /// A new session begun by `start` at producer time `time`.
     pub fn new(time: f64, start: &RunStart) -> Self {
-        Self { start: Some((time, start.clone())), step: start.start_step, ..Self::default() }
+        Self {
+            start: Some((time, start.clone())),
+            step: start.start_step,
+            ..Self::default()
+        }
     }
 
     /// Whether `start` at `time` is the very event that began this session (a duplicate).
     pub fn is_started_by(&self, time: f64, start: &RunStart) -> bool {
-        self.start.as_ref().is_some_and(|(t, s)| t.to_bits() == time.to_bits() && s == start)
+        self.start
+            .as_ref()
+            .is_some_and(|(t, s)| t.to_bits() == time.to_bits() && s == start)
     }
 
     fn start_time(&self) -> Option<f64> {
-        self.start.as_ref().map(|(t, _)| *t).filter(|t| t.is_finite())
+        self.start
+            .as_ref()
+            .map(|(t, _)| *t)
+            .filter(|t| t.is_finite())
     }
 
     /// Tokens restored at the start of the session (0 for a fresh run).
@@ -227,7 +254,11 @@ impl Session {
     }
 
     fn world_size(&self) -> u32 {
-        self.start.as_ref().and_then(|(_, s)| s.world_size).unwrap_or(1).max(1)
+        self.start
+            .as_ref()
+            .and_then(|(_, s)| s.world_size)
+            .unwrap_or(1)
+            .max(1)
     }
 
     /// The run's token count: the sum over ranks of their latest cumulative counts, and at
@@ -257,7 +288,10 @@ impl Session {
         // A rank's first event is measured from its share of the restored tokens.
         let rank = self.ranks.entry(step.rank.unwrap_or(0)).or_insert_with(|| {
             self.rank_tokens = self.rank_tokens.saturating_add(first_share);
-            Rank { tokens: first_share, last_key: None }
+            Rank {
+                tokens: first_share,
+                last_key: None,
+            }
         });
         if rank.last_key.is_some_and(|last| key <= last) {
             return false;
@@ -269,9 +303,17 @@ impl Session {
         self.rank_tokens = self.rank_tokens.saturating_add(rise);
         let weight = rise as f64;
 
-        self.losses.entry(step.step).or_default().add(step.loss, weight);
+        self.losses
+            .entry(step.step)
+            .or_default()
+            .add(step.loss, weight);
         self.max_micro_step = self.max_micro_step.max(micro_step);
-        let grad_accum = self.start.as_ref().and_then(|(_, s)| s.grad_accum).unwrap_or(self.max_micro_step.saturating_add(1)).max(1);
+        let grad_accum = self
+            .start
+            .as_ref()
+            .and_then(|(_, s)| s.grad_accum)
+            .unwrap_or(self.max_micro_step.saturating_add(1))
+            .max(1);
         let completed = match step.micro_step {
             Some(micro) if micro.saturating_add(1) < grad_accum => step.step.saturating_sub(1),
             _ => step.step,
@@ -282,7 +324,13 @@ impl Session {
         self.losses.retain(|&s, _| s >= latest);
 
         if let Some(active_secs) = self.active_secs(time) {
-            let point = Point { active_secs, time, tokens: self.tokens(), step: self.step, step_time_ms: step.step_time_ms };
+            let point = Point {
+                active_secs,
+                time,
+                tokens: self.tokens(),
+                step: self.step,
+                step_time_ms: step.step_time_ms,
+            };
             self.push_point(point);
             if new_step {
                 self.complete_step(point);
@@ -325,15 +373,32 @@ impl Session {
         self.end_pause(time);
         let start = self.start_time()?;
         let active = time - start - self.paused_secs;
-        let floor = self.recent.back().map_or(f64::NEG_INFINITY, |p| p.active_secs);
+        let floor = self
+            .recent
+            .back()
+            .map_or(f64::NEG_INFINITY, |p| p.active_secs);
         Some(active.max(floor))
     }
 
     fn push_point(&mut self, point: Point) {
         self.recent.push_back(point);
+        if let Some(ms) = valid_step_time_ms(&point) {
+            self.recent_step_time_ms.0 += ms;
+            self.recent_step_time_ms.1 += 1;
+        }
         // Keep one point at or before the window's left edge.
-        while self.recent.len() > 2 && self.recent[1].active_secs <= point.active_secs - RATE_WINDOW_SECS {
-            self.recent.pop_front();
+        while self.recent.len() > 2
+            && self.recent[1].active_secs <= point.active_secs - RATE_WINDOW_SECS
+        {
+            if let Some(ms) = self
+                .recent
+                .pop_front()
+                .as_ref()
+                .and_then(valid_step_time_ms)
+            {
+                self.recent_step_time_ms.0 -= ms;
+                self.recent_step_time_ms.1 -= 1;
+            }
         }
         if self.recent.len() > MAX_WINDOW_POINTS {
             let last = self.recent.len() - 1;
@@ -342,22 +407,39 @@ impl Session {
                 index += 1;
                 (index - 1) % 2 == 0 || index - 1 == last
             });
+            // Thinning is rare (once per MAX_WINDOW_POINTS / 2 pushes): sum afresh, which
+            // also clears the rounding the running subtraction gathered.
+            self.recent_step_time_ms = self
+                .recent
+                .iter()
+                .filter_map(valid_step_time_ms)
+                .fold((0.0, 0), |(sum, count), ms| (sum + ms, count + 1));
         }
     }
 
     fn complete_step(&mut self, point: Point) {
         let start_step = self.start.as_ref().map_or(0, |(_, s)| s.start_step);
         match self.completion {
-            None if self.warm.is_none() && point.step >= start_step.saturating_add(WARMUP_STEPS) => {
+            None if self.warm.is_none()
+                && point.step >= start_step.saturating_add(WARMUP_STEPS) =>
+            {
                 self.warm = Some(point);
-                self.completion = Some(Completion { active_secs: point.active_secs, step: point.step, tokens: point.tokens });
+                self.completion = Some(Completion {
+                    active_secs: point.active_secs,
+                    step: point.step,
+                    tokens: point.tokens,
+                });
             }
             None => {}
             Some(previous) => {
                 let steps = point.step - previous.step;
                 let secs = point.active_secs - previous.active_secs;
                 self.step_costs.add(secs / steps as f64, steps as f64);
-                self.completion = Some(Completion { active_secs: point.active_secs, step: point.step, tokens: point.tokens });
+                self.completion = Some(Completion {
+                    active_secs: point.active_secs,
+                    step: point.step,
+                    tokens: point.tokens,
+                });
             }
         }
     }
@@ -372,18 +454,18 @@ impl Session {
     /// the active seconds between them. `None` until that spans [`MIN_RATE_INTERVAL_SECS`].
     pub fn recent_tokens_per_sec(&self) -> Option<f64> {
         let (first, last) = (self.recent.front()?, self.recent.back()?);
-        rate(first.active_secs, first.tokens, last.active_secs, last.tokens)
+        rate(
+            first.active_secs,
+            first.tokens,
+            last.active_secs,
+            last.tokens,
+        )
     }
 
     /// Mean reported step time over the recent window, in milliseconds.
     pub fn recent_step_time_ms(&self) -> Option<f64> {
-        let (sum, count) = self
-            .recent
-            .iter()
-            .filter_map(|p| p.step_time_ms)
-            .filter(|ms| ms.is_finite() && *ms >= 0.0)
-            .fold((0.0, 0u32), |(sum, count), ms| (sum + ms, count + 1));
-        (count > 0).then(|| sum / f64::from(count))
+        let (sum, count) = self.recent_step_time_ms;
+        (count > 0).then(|| (sum / f64::from(count)).max(0.0))
     }
 
     /// Tokens/s since the end of warm-up on the active clock (evals, samples and checkpoints
@@ -421,19 +503,34 @@ impl Session {
             (None, None) => return None,
         };
         let secs = remaining / rate;
-        let steps_left = if tokens_per_step > 0.0 { remaining / tokens_per_step } else { 0.0 };
+        let steps_left = if tokens_per_step > 0.0 {
+            remaining / tokens_per_step
+        } else {
+            0.0
+        };
         let k = self.step_costs.steps().max(1.0);
-        let spread = ETA_RANGE_Z * self.step_costs.long_run_std_dev() * (steps_left + steps_left * steps_left / k).sqrt();
+        let spread = ETA_RANGE_Z
+            * self.step_costs.long_run_std_dev()
+            * (steps_left + steps_left * steps_left / k).sqrt();
         if !(secs.is_finite() && spread.is_finite()) {
             return None;
         }
         let secs = secs.max(0.0);
-        Some(Eta { secs, low_secs: (secs - spread).max(0.0), high_secs: secs + spread })
+        Some(Eta {
+            secs,
+            low_secs: (secs - spread).max(0.0),
+            high_secs: secs + spread,
+        })
     }
 }
 
 /// `(tokens1 − tokens0) / (secs1 − secs0)`; `None` when the interval is shorter than
 /// [`MIN_RATE_INTERVAL_SECS`] (or not a number). Never NaN or infinite.
+/// A point's reported step time when it is usable: finite and not negative.
+fn valid_step_time_ms(point: &Point) -> Option<f64> {
+    point.step_time_ms.filter(|ms| ms.is_finite() && *ms >= 0.0)
+}
+
 fn rate(secs0: f64, tokens0: u64, secs1: f64, tokens1: u64) -> Option<f64> {
     let secs = secs1 - secs0;
     if secs.is_nan() || secs < MIN_RATE_INTERVAL_SECS {
@@ -452,15 +549,70 @@ mod tests {
         let mut session = Session::new(0.0, &RunStart::default());
         // 60,000 steps in 1.2 s: the rate over what is kept is still right.
         for s in 1..=60_000u64 {
-            let step = Step { step: s, tokens: s * 10, loss: 1.0, ..Default::default() };
+            let step = Step {
+                step: s,
+                tokens: s * 10,
+                loss: 1.0,
+                ..Default::default()
+            };
             assert!(session.record_step(1.0 + s as f64 * 2e-5, &step));
         }
-        assert!(session.recent.len() <= MAX_WINDOW_POINTS, "{}", session.recent.len());
+        assert!(
+            session.recent.len() <= MAX_WINDOW_POINTS,
+            "{}",
+            session.recent.len()
+        );
         assert_eq!(session.losses.len(), 1);
         assert!(session.step_costs.blocks.len() < MAX_BLOCKS);
         // 10 tokens every 20 µs: 500,000 tokens/s.
-        let rate = session.recent_tokens_per_sec().expect("the kept window spans 1.2 s");
+        let rate = session
+            .recent_tokens_per_sec()
+            .expect("the kept window spans 1.2 s");
         assert!((rate - 500_000.0).abs() < 1.0, "{rate}");
+    }
+
+    #[test]
+    fn the_running_mean_step_time_is_the_mean_over_the_window() {
+        let mut session = Session::new(0.0, &RunStart::default());
+        // One step every 1 ms for 40 s; step times cycle 5, 10, 15 ms, with an invalid one
+        // every 7th step. The window fills past MAX_WINDOW_POINTS (thinned) and slides.
+        let mut thinned = false;
+        for s in 1..=40_000u64 {
+            let step_time_ms = match s % 7 {
+                0 => Some(f64::NAN),
+                _ => Some([5.0, 10.0, 15.0][(s % 3) as usize]),
+            };
+            let step = Step {
+                step: s,
+                tokens: s * 10,
+                loss: 1.0,
+                step_time_ms,
+                ..Default::default()
+            };
+            assert!(session.record_step(s as f64 * 0.001, &step));
+            thinned |= session.recent.len() < (s as usize).min(30_000);
+            if s % 3_997 == 0 || s == 40_000 {
+                let valid: Vec<f64> = session
+                    .recent
+                    .iter()
+                    .filter_map(valid_step_time_ms)
+                    .collect();
+                let brute_force = valid.iter().sum::<f64>() / valid.len() as f64;
+                let running = session
+                    .recent_step_time_ms()
+                    .expect("valid step times in the window");
+                assert!(
+                    (running - brute_force).abs() < 1e-9,
+                    "step {s}: {running} vs {brute_force}"
+                );
+                // The three times cycle evenly, so their mean is 10 ms give or take one point.
+                assert!((running - 10.0).abs() < 0.1, "step {s}: {running}");
+            }
+        }
+        assert!(
+            thinned,
+            "the window was never thinned: the test missed the resum path"
+        );
     }
 }
 
@@ -487,7 +639,11 @@ mod step_cost_tests {
             periodic.add(if i % 8 == 0 { 5.5 } else { 0.5 }, 1.0);
         }
         assert_eq!(periodic.block_steps, 16.0);
-        assert!(periodic.long_run_std_dev() < 1e-9, "{}", periodic.long_run_std_dev());
+        assert!(
+            periodic.long_run_std_dev() < 1e-9,
+            "{}",
+            periodic.long_run_std_dev()
+        );
         // Steps slowing from 0.5 s to 1.5 s: far more spread than steps of random order.
         let mut drifting = StepCosts::default();
         for i in 0..256 {
@@ -495,6 +651,10 @@ mod step_cost_tests {
         }
         // Plain standard deviation of a uniform ramp of width 1: 1/√12 = 0.289; blocks of 16
         // steps have means 1/16 apart, long-run sd = √16 × 0.289 × (about 1) ≈ 1.15.
-        assert!(drifting.long_run_std_dev() > 1.0, "{}", drifting.long_run_std_dev());
+        assert!(
+            drifting.long_run_std_dev() > 1.0,
+            "{}",
+            drifting.long_run_std_dev()
+        );
     }
 }

@@ -114,7 +114,10 @@ pub struct RunSummary {
 impl RunSummary {
     /// An empty summary for run `id`.
     pub fn new(id: impl Into<String>) -> Self {
-        Self { id: id.into(), ..Self::default() }
+        Self {
+            id: id.into(),
+            ..Self::default()
+        }
     }
 
     /// Fold a stored event in. Events must come in `seq` order; a repeated or older `seq`
@@ -160,8 +163,13 @@ impl RunSummary {
                 }
                 self.world_size = start.world_size.unwrap_or(1).max(1);
                 self.grad_accum = start.grad_accum;
-                self.flops_per_token = start.model.as_ref().and_then(|m| m.training_flops_per_token());
-                self.peak_flops_per_sec = start.peak_flops_per_sec.filter(|p| p.is_finite() && *p > 0.0);
+                self.flops_per_token = start
+                    .model
+                    .as_ref()
+                    .and_then(|m| m.training_flops_per_token());
+                self.peak_flops_per_sec = start
+                    .peak_flops_per_sec
+                    .filter(|p| p.is_finite() && *p > 0.0);
                 self.peak_flops_source = start.peak_flops_source.clone();
                 self.session = Session::new(time, start);
             }
@@ -183,7 +191,8 @@ impl RunSummary {
             EventBody::State(change) => {
                 self.state = change.state;
                 self.message = change.message.clone();
-                self.session.record_pause(time, change.state == RunState::Paused);
+                self.session
+                    .record_pause(time, change.state == RunState::Paused);
                 if change.state == RunState::Stopping {
                     self.stopping_since.get_or_insert(time);
                 }
@@ -230,22 +239,43 @@ impl RunSummary {
     }
 
     fn refresh_eta(&mut self) {
-        (self.eta_secs, self.eta_low_secs, self.eta_high_secs, self.finish_time) = (None, None, None, None);
-        let budget_known = self.total_tokens.is_some_and(|t| t > 0) || self.total_steps.is_some_and(|s| s > 0);
+        (
+            self.eta_secs,
+            self.eta_low_secs,
+            self.eta_high_secs,
+            self.finish_time,
+        ) = (None, None, None, None);
+        let budget_known =
+            self.total_tokens.is_some_and(|t| t > 0) || self.total_steps.is_some_and(|s| s > 0);
         let live = self.last_seq > 0 || self.start_time.is_some();
-        self.eta_status = if !budget_known || !live || self.state.is_finished() || self.state == RunState::Stopping {
+        self.eta_status = if !budget_known
+            || !live
+            || self.state.is_finished()
+            || self.state == RunState::Stopping
+        {
             EtaStatus::None
         } else if self.budget_reached() {
-            (self.eta_secs, self.eta_low_secs, self.eta_high_secs) = (Some(0.0), Some(0.0), Some(0.0));
+            (self.eta_secs, self.eta_low_secs, self.eta_high_secs) =
+                (Some(0.0), Some(0.0), Some(0.0));
             EtaStatus::Finishing
         } else {
-            let remaining_tokens = self.total_tokens.filter(|t| *t > 0).map(|t| t.saturating_sub(self.tokens));
-            let remaining_steps = self.total_steps.filter(|s| *s > 0).map(|s| s.saturating_sub(self.step));
+            let remaining_tokens = self
+                .total_tokens
+                .filter(|t| *t > 0)
+                .map(|t| t.saturating_sub(self.tokens));
+            let remaining_steps = self
+                .total_steps
+                .filter(|s| *s > 0)
+                .map(|s| s.saturating_sub(self.step));
             let eta = self.session.eta(remaining_tokens, remaining_steps);
             if let Some(eta) = eta {
-                (self.eta_secs, self.eta_low_secs, self.eta_high_secs) = (Some(eta.secs), Some(eta.low_secs), Some(eta.high_secs));
+                (self.eta_secs, self.eta_low_secs, self.eta_high_secs) =
+                    (Some(eta.secs), Some(eta.low_secs), Some(eta.high_secs));
             }
-            match (eta, self.state == RunState::Paused || self.session.is_paused()) {
+            match (
+                eta,
+                self.state == RunState::Paused || self.session.is_paused(),
+            ) {
                 (_, true) => EtaStatus::Paused,
                 (Some(eta), false) => {
                     self.finish_time = self.session.last_step_time().map(|t| t + eta.secs);
@@ -259,7 +289,9 @@ impl RunSummary {
     /// Whether the token budget (or, without one, the step budget) is reached.
     fn budget_reached(&self) -> bool {
         match (self.total_tokens, self.total_steps) {
-            (Some(total), _) if total > 0 => self.tokens >= total || self.total_steps.is_some_and(|s| s > 0 && self.step >= s),
+            (Some(total), _) if total > 0 => {
+                self.tokens >= total || self.total_steps.is_some_and(|s| s > 0 && self.step >= s)
+            }
             (_, Some(total)) if total > 0 => self.step >= total,
             _ => false,
         }
@@ -274,14 +306,37 @@ mod tests {
     fn stream(total_tokens: u64, step_secs: f64, steps: u64) -> Vec<StoredEvent> {
         let mut events = vec![Event::new(
             100.0,
-            RunStart { name: "t".into(), total_tokens: Some(total_tokens), total_steps: Some(total_tokens / 1000), ..Default::default() },
+            RunStart {
+                name: "t".into(),
+                total_tokens: Some(total_tokens),
+                total_steps: Some(total_tokens / 1000),
+                ..Default::default()
+            },
         )];
         for s in 1..=steps {
             // The first step is slow (compile); later ones take `step_secs` each.
             let time = 100.0 + 10.0 + step_secs * (s - 1) as f64;
-            events.push(Event::new(time, Step { step: s, tokens: s * 1000, loss: 3.0, lr: None, grad_norm: None, step_time_ms: Some(step_secs * 1000.0), ..Default::default() }));
+            events.push(Event::new(
+                time,
+                Step {
+                    step: s,
+                    tokens: s * 1000,
+                    loss: 3.0,
+                    lr: None,
+                    grad_norm: None,
+                    step_time_ms: Some(step_secs * 1000.0),
+                    ..Default::default()
+                },
+            ));
         }
-        events.into_iter().enumerate().map(|(i, event)| StoredEvent { seq: i as u64 + 1, event }).collect()
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| StoredEvent {
+                seq: i as u64 + 1,
+                event,
+            })
+            .collect()
     }
 
     fn fold(events: &[StoredEvent]) -> RunSummary {
@@ -326,7 +381,16 @@ mod tests {
         assert_eq!(summary.eta_secs, Some(0.0));
         assert_eq!(summary.progress, Some(1.0));
         assert_eq!(summary.tokens, 12_000, "the counter keeps the true number");
-        events.push(StoredEvent { seq: 14, event: Event::new(200.0, StateChange { state: RunState::Completed, message: String::new() }) });
+        events.push(StoredEvent {
+            seq: 14,
+            event: Event::new(
+                200.0,
+                StateChange {
+                    state: RunState::Completed,
+                    message: String::new(),
+                },
+            ),
+        });
         let summary = fold(&events);
         assert_eq!(summary.eta_secs, None);
         assert_eq!(summary.state, RunState::Completed);
@@ -335,9 +399,22 @@ mod tests {
     #[test]
     fn a_resume_without_name_or_config_keeps_the_runs() {
         let mut events = stream(100_000, 0.5, 4);
-        let EventBody::RunStart(start) = &mut events[0].event.body else { panic!() };
+        let EventBody::RunStart(start) = &mut events[0].event.body else {
+            panic!()
+        };
         start.config = serde_json::json!({"preset": "tiny"});
-        events.push(StoredEvent { seq: 6, event: Event::new(200.0, RunStart { total_tokens: Some(100_000), start_step: 2, start_tokens: 2000, ..Default::default() }) });
+        events.push(StoredEvent {
+            seq: 6,
+            event: Event::new(
+                200.0,
+                RunStart {
+                    total_tokens: Some(100_000),
+                    start_step: 2,
+                    start_tokens: 2000,
+                    ..Default::default()
+                },
+            ),
+        });
         let summary = fold(&events);
         assert_eq!(summary.name, "t");
         assert_eq!(summary.config, serde_json::json!({"preset": "tiny"}));
@@ -356,7 +433,17 @@ mod tests {
     #[test]
     fn checkpoint_and_interrupted() {
         let mut events = stream(100_000, 0.5, 4);
-        events.push(StoredEvent { seq: 6, event: Event::new(130.0, Checkpoint { step: 4, tokens: 4000, path: "runs/x/ckpt".into() }) });
+        events.push(StoredEvent {
+            seq: 6,
+            event: Event::new(
+                130.0,
+                Checkpoint {
+                    step: 4,
+                    tokens: 4000,
+                    path: "runs/x/ckpt".into(),
+                },
+            ),
+        });
         let mut summary = fold(&events);
         assert_eq!(summary.checkpoint_path.as_deref(), Some("runs/x/ckpt"));
         assert_eq!(summary.checkpoint_step, Some(4));

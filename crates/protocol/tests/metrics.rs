@@ -2,8 +2,8 @@
 //! figures worked out by hand (comments give the arithmetic), within 10%.
 
 use trainconsole_protocol::{
-    Checkpoint, Eval, Event, EventBody, EtaStatus, ModelShape, RunStart, RunState, RunSummary, StateChange, Step,
-    StoredEvent,
+    Checkpoint, EtaStatus, Eval, Event, EventBody, ModelShape, RunStart, RunState, RunSummary,
+    StateChange, Step, StoredEvent,
 };
 
 /// Producer time of the first event of every stream.
@@ -17,7 +17,10 @@ struct Stream {
 
 impl Stream {
     fn new(start: RunStart) -> Self {
-        let mut stream = Self { events: Vec::new(), time: T0 };
+        let mut stream = Self {
+            events: Vec::new(),
+            time: T0,
+        };
         stream.push(0.0, start);
         stream
     }
@@ -26,7 +29,10 @@ impl Stream {
     fn push(&mut self, dt: f64, body: impl Into<EventBody>) -> &mut Self {
         self.time += dt;
         let seq = self.events.len() as u64 + 1;
-        self.events.push(StoredEvent { seq, event: Event::new(self.time, body) });
+        self.events.push(StoredEvent {
+            seq,
+            event: Event::new(self.time, body),
+        });
         self
     }
 
@@ -46,22 +52,36 @@ impl Stream {
 }
 
 fn budget(total_tokens: u64) -> RunStart {
-    RunStart { total_tokens: Some(total_tokens), ..Default::default() }
+    RunStart {
+        total_tokens: Some(total_tokens),
+        ..Default::default()
+    }
 }
 
 fn step(step: u64, tokens: u64) -> Step {
-    Step { step, tokens, loss: 2.0, ..Default::default() }
+    Step {
+        step,
+        tokens,
+        loss: 2.0,
+        ..Default::default()
+    }
 }
 
 fn state(state: RunState) -> StateChange {
-    StateChange { state, message: String::new() }
+    StateChange {
+        state,
+        message: String::new(),
+    }
 }
 
 #[track_caller]
 fn assert_near(actual: Option<f64>, expected: f64, what: &str) {
     let actual = actual.unwrap_or_else(|| panic!("{what} is None, want {expected}"));
     let tolerance = 0.10 * expected.abs();
-    assert!((actual - expected).abs() <= tolerance, "{what} = {actual}, want {expected} ± 10%");
+    assert!(
+        (actual - expected).abs() <= tolerance,
+        "{what} = {actual}, want {expected} ± 10%"
+    );
 }
 
 /// The stream of `../shared/acceptance/throughput-eta`: a 20 s first step, then 0.25 s per
@@ -71,7 +91,13 @@ fn acceptance_stream(last_step: u64) -> Stream {
     for s in 1..=last_step {
         stream.push(if s == 1 { 20.0 } else { 0.25 }, step(s, s * 1000));
         if s % 200 == 0 && s <= 350 {
-            stream.push(5.0, Eval { step: s, val_loss: 2.5 });
+            stream.push(
+                5.0,
+                Eval {
+                    step: s,
+                    val_loss: 2.5,
+                },
+            );
         }
     }
     stream
@@ -89,8 +115,14 @@ fn acceptance_stream_at_step_350_and_past_the_budget() {
     assert_near(summary.eta_secs, 171.9, "ETA");
     assert_eq!(summary.eta_status, EtaStatus::Estimated);
     // What the rest of the run really takes: 650 × 0.25 s + evals after steps 400, 600, 800.
-    let (low, high) = (summary.eta_low_secs.unwrap(), summary.eta_high_secs.unwrap());
-    assert!(low <= 177.5 && 177.5 <= high, "range {low}..{high} misses the true 177.5 s");
+    let (low, high) = (
+        summary.eta_low_secs.unwrap(),
+        summary.eta_high_secs.unwrap(),
+    );
+    assert!(
+        low <= 177.5 && 177.5 <= high,
+        "range {low}..{high} misses the true 177.5 s"
+    );
     // Step costs since warm-up, in 21 full blocks of 16 steps (336 steps): 20 blocks at
     // 0.25 s per step and the one with the eval at 0.25 + 5/16 s; long-run σ² = 16 × (20 ×
     // 0.01488² + 0.29762²) / 20 = 0.0744, σ = 0.2728 s; n = 650 steps left, k = 336:
@@ -99,7 +131,11 @@ fn acceptance_stream_at_step_350_and_past_the_budget() {
     assert_near(Some(eta - low), 15.3, "ETA − low");
     assert_near(Some(high - eta), 15.3, "high − ETA");
     assert_eq!(summary.progress, Some(0.35));
-    assert_near(summary.finish_time.map(|t| t - T0), 112.25 + 171.9, "finish time");
+    assert_near(
+        summary.finish_time.map(|t| t - T0),
+        112.25 + 171.9,
+        "finish time",
+    );
 
     // On to step 1010 (no evals in the script's second batch): past the budget.
     let mut stream = acceptance_stream(350);
@@ -108,13 +144,19 @@ fn acceptance_stream_at_step_350_and_past_the_budget() {
         stream.push(0.25, step(s, s * 1000));
         summary.apply(stream.events.last().unwrap());
         let eta = summary.eta_secs;
-        assert!(eta.is_none_or(|e| e.is_finite() && e >= 0.0), "ETA {eta:?} at step {s}");
+        assert!(
+            eta.is_none_or(|e| e.is_finite() && e >= 0.0),
+            "ETA {eta:?} at step {s}"
+        );
         if s >= 1000 {
             assert_eq!(summary.eta_status, EtaStatus::Finishing, "step {s}");
             assert_eq!(eta, Some(0.0));
         }
     }
-    assert_eq!(summary.tokens, 1_010_000, "the counter keeps the true count");
+    assert_eq!(
+        summary.tokens, 1_010_000,
+        "the counter keeps the true count"
+    );
     assert_eq!(summary.progress, Some(1.0), "the bar stops at 100%");
     assert_near(summary.tokens_per_sec, 4000.0, "tokens/s past the budget");
     assert_eq!(summary.finish_time, None);
@@ -122,7 +164,10 @@ fn acceptance_stream_at_step_350_and_past_the_budget() {
     // The run ends: the ETA is cleared.
     stream.push(3.0, state(RunState::Completed));
     summary.apply(stream.events.last().unwrap());
-    assert_eq!((summary.eta_status, summary.eta_secs, summary.eta_low_secs), (EtaStatus::None, None, None));
+    assert_eq!(
+        (summary.eta_status, summary.eta_secs, summary.eta_low_secs),
+        (EtaStatus::None, None, None)
+    );
 }
 
 #[test]
@@ -132,8 +177,15 @@ fn slow_first_step_is_left_out() {
     stream.push(30.0, step(1, 1000)).steps(2, 7, 0.5, 1000);
     // Warm-up ends at step 3; 4 steps after it are too few.
     let summary = stream.fold();
-    assert_eq!((summary.eta_status, summary.eta_secs), (EtaStatus::Estimating, None));
-    assert_near(summary.tokens_per_sec, 2000.0, "tokens/s right after warm-up");
+    assert_eq!(
+        (summary.eta_status, summary.eta_secs),
+        (EtaStatus::Estimating, None)
+    );
+    assert_near(
+        summary.tokens_per_sec,
+        2000.0,
+        "tokens/s right after warm-up",
+    );
     stream.steps(8, 20, 0.5, 1000);
     let summary = stream.fold();
     assert_eq!(summary.tokens, 20_000);
@@ -143,7 +195,11 @@ fn slow_first_step_is_left_out() {
     // 80,000 tokens left at 2,000 tokens/s.
     assert_near(summary.eta_secs, 40.0, "ETA");
     assert_eq!(summary.eta_status, EtaStatus::Estimated);
-    assert_near(summary.finish_time.map(|t| t - T0), 30.0 + 19.0 * 0.5 + 40.0, "finish time");
+    assert_near(
+        summary.finish_time.map(|t| t - T0),
+        30.0 + 19.0 * 0.5 + 40.0,
+        "finish time",
+    );
 }
 
 #[test]
@@ -154,7 +210,13 @@ fn periodic_eval_is_amortized() {
     for s in 2..=203 {
         stream.push(0.5, step(s, s * 1000));
         if s % 10 == 0 {
-            stream.push(5.0, Eval { step: s, val_loss: 2.4 });
+            stream.push(
+                5.0,
+                Eval {
+                    step: s,
+                    val_loss: 2.4,
+                },
+            );
         }
     }
     let summary = stream.fold();
@@ -170,7 +232,11 @@ fn periodic_eval_is_amortized() {
     // (the plain σ of 1.5 s would give 121 s: the schedule of evals is no uncertainty).
     let eta = summary.eta_secs.unwrap();
     assert_near(summary.eta_low_secs.map(|low| eta - low), 58.0, "ETA − low");
-    assert_near(summary.eta_high_secs.map(|high| high - eta), 58.0, "high − ETA");
+    assert_near(
+        summary.eta_high_secs.map(|high| high - eta),
+        58.0,
+        "high − ETA",
+    );
 }
 
 #[test]
@@ -186,21 +252,39 @@ fn paused_time_is_left_out() {
     assert_near(summary.eta_secs, 40.0, "ETA while paused");
     assert_eq!(summary.finish_time, None);
 
-    stream.push(600.0, state(RunState::Running)).push(0.4, step(21, 21_000)).steps(22, 40, 0.5, 1000);
+    stream
+        .push(600.0, state(RunState::Running))
+        .push(0.4, step(21, 21_000))
+        .steps(22, 40, 0.5, 1000);
     let summary = stream.fold();
     // Without the pause left out: 37,000 tokens in 618.5 s = 60 tokens/s.
     assert_near(summary.tokens_per_sec, 2000.0, "tokens/s");
     assert_near(summary.eta_secs, 30.0, "ETA");
     assert_eq!(summary.eta_status, EtaStatus::Estimated);
-    assert_near(summary.finish_time.map(|t| t - stream.time), 30.0, "finish time after the latest step");
+    assert_near(
+        summary.finish_time.map(|t| t - stream.time),
+        30.0,
+        "finish time after the latest step",
+    );
 }
 
 #[test]
 fn resume_from_checkpoint_counts_restored_tokens_as_done_not_as_work() {
     // Session 1: 1,000 tokens per 0.5 s; checkpoint at step 500; the worker dies at step 520.
-    let mut stream = Stream::new(RunStart { total_tokens: Some(1_000_000), total_steps: Some(1000), ..Default::default() });
+    let mut stream = Stream::new(RunStart {
+        total_tokens: Some(1_000_000),
+        total_steps: Some(1000),
+        ..Default::default()
+    });
     stream.steps(1, 500, 0.5, 1000);
-    stream.push(1.0, Checkpoint { step: 500, tokens: 500_000, path: "ckpt/step-500".into() });
+    stream.push(
+        1.0,
+        Checkpoint {
+            step: 500,
+            tokens: 500_000,
+            path: "ckpt/step-500".into(),
+        },
+    );
     stream.steps(501, 520, 0.5, 1000);
     // 15 minutes later it is resumed from step 500 on a machine twice as fast.
     let resume = RunStart {
@@ -213,12 +297,25 @@ fn resume_from_checkpoint_counts_restored_tokens_as_done_not_as_work() {
     };
     stream.push(900.0, resume);
     let summary = stream.fold();
-    assert_eq!((summary.tokens, summary.step), (500_000, 500), "back to the checkpoint");
+    assert_eq!(
+        (summary.tokens, summary.step),
+        (500_000, 500),
+        "back to the checkpoint"
+    );
     assert_eq!(summary.progress, Some(0.5));
-    assert_eq!((summary.eta_status, summary.tokens_per_sec), (EtaStatus::Estimating, None));
+    assert_eq!(
+        (summary.eta_status, summary.tokens_per_sec),
+        (EtaStatus::Estimating, None)
+    );
 
-    stream.push(20.0, step(501, 501_000)).steps(502, 505, 0.25, 1000);
-    assert_eq!(stream.fold().eta_status, EtaStatus::Estimating, "a new warm-up");
+    stream
+        .push(20.0, step(501, 501_000))
+        .steps(502, 505, 0.25, 1000);
+    assert_eq!(
+        stream.fold().eta_status,
+        EtaStatus::Estimating,
+        "a new warm-up"
+    );
     stream.steps(506, 600, 0.25, 1000);
     let summary = stream.fold();
     assert_eq!(summary.tokens, 600_000);
@@ -236,11 +333,25 @@ fn gradient_accumulation_counts_optimizer_steps_and_weights_the_loss_by_tokens()
     // 4 micro-batches of 100, 200, 300 and 400 tokens per optimizer step (1,000 tokens),
     // 0.125 s each; their losses 4, 3, 2, 1: the step's loss is (400 + 600 + 600 + 400) /
     // 1,000 = 2.0 (the plain mean would be 2.5).
-    let mut stream = Stream::new(RunStart { total_tokens: Some(100_000), total_steps: Some(100), grad_accum: Some(4), ..Default::default() });
+    let mut stream = Stream::new(RunStart {
+        total_tokens: Some(100_000),
+        total_steps: Some(100),
+        grad_accum: Some(4),
+        ..Default::default()
+    });
     let micro = |stream: &mut Stream, s: u64, m: u32| {
         let tokens = (s - 1) * 1000 + [100, 300, 600, 1000][m as usize];
         let loss = [4.0, 3.0, 2.0, 1.0][m as usize];
-        stream.push(0.125, Step { step: s, tokens, loss, micro_step: Some(m), ..Default::default() });
+        stream.push(
+            0.125,
+            Step {
+                step: s,
+                tokens,
+                loss,
+                micro_step: Some(m),
+                ..Default::default()
+            },
+        );
     };
     for s in 1..=20 {
         (0..4).for_each(|m| micro(&mut stream, s, m));
@@ -260,7 +371,9 @@ fn gradient_accumulation_counts_optimizer_steps_and_weights_the_loss_by_tokens()
 
     // Without `grad_accum` in run_start, the largest micro_step seen tells where steps end.
     let mut events = stream.events.clone();
-    let EventBody::RunStart(start) = &mut events[0].event.body else { panic!() };
+    let EventBody::RunStart(start) = &mut events[0].event.body else {
+        panic!()
+    };
     start.grad_accum = None;
     let mut summary = RunSummary::new("r");
     events.iter().for_each(|e| summary.apply(e));
@@ -270,10 +383,32 @@ fn gradient_accumulation_counts_optimizer_steps_and_weights_the_loss_by_tokens()
 #[test]
 fn two_ranks_sum_their_tokens() {
     // Two ranks each train 1,000 tokens per 0.5 s step and report their own counts.
-    let mut stream = Stream::new(RunStart { total_tokens: Some(100_000), world_size: Some(2), ..Default::default() });
+    let mut stream = Stream::new(RunStart {
+        total_tokens: Some(100_000),
+        world_size: Some(2),
+        ..Default::default()
+    });
     for s in 1..=20 {
-        stream.push(0.49, Step { step: s, tokens: s * 1000, loss: 3.0, rank: Some(0), ..Default::default() });
-        stream.push(0.01, Step { step: s, tokens: s * 1000, loss: 2.0, rank: Some(1), ..Default::default() });
+        stream.push(
+            0.49,
+            Step {
+                step: s,
+                tokens: s * 1000,
+                loss: 3.0,
+                rank: Some(0),
+                ..Default::default()
+            },
+        );
+        stream.push(
+            0.01,
+            Step {
+                step: s,
+                tokens: s * 1000,
+                loss: 2.0,
+                rank: Some(1),
+                ..Default::default()
+            },
+        );
     }
     let summary = stream.fold();
     assert_eq!((summary.step, summary.tokens), (20, 40_000));
@@ -290,15 +425,25 @@ fn a_duplicated_event_is_applied_once() {
     // The acceptance stream with every step delivered twice (a retrying producer), the
     // run_start repeated, and step 100 delivered again much later: same figures.
     let clean = acceptance_stream(350);
-    let mut doubled = Stream { events: Vec::new(), time: T0 };
+    let mut doubled = Stream {
+        events: Vec::new(),
+        time: T0,
+    };
     for stored in &clean.events {
         doubled.time = stored.event.time;
         doubled.push(0.0, stored.event.body.clone());
-        if matches!(stored.event.body, EventBody::Step(_) | EventBody::RunStart(_)) {
+        if matches!(
+            stored.event.body,
+            EventBody::Step(_) | EventBody::RunStart(_)
+        ) {
             doubled.push(0.0, stored.event.body.clone());
         }
     }
-    let late = clean.events.iter().find(|e| matches!(&e.event.body, EventBody::Step(s) if s.step == 100)).unwrap();
+    let late = clean
+        .events
+        .iter()
+        .find(|e| matches!(&e.event.body, EventBody::Step(s) if s.step == 100))
+        .unwrap();
     doubled.time = late.event.time;
     doubled.push(0.0, late.event.body.clone());
     let (once, twice) = (clean.fold(), doubled.fold());
@@ -318,11 +463,20 @@ fn a_near_zero_interval_gives_no_spike() {
     let summary = stream.fold();
     assert_eq!(summary.tokens_per_sec, None);
     let json = serde_json::to_string(&summary).unwrap();
-    assert!(json.contains(r#""tokens_per_sec":null"#) && !json.contains("Infinity") && !json.contains("NaN"), "{json}");
+    assert!(
+        json.contains(r#""tokens_per_sec":null"#)
+            && !json.contains("Infinity")
+            && !json.contains("NaN"),
+        "{json}"
+    );
 
     // Mid-run, a producer stamps steps 10 and 11 with the same time: the rate stays right.
     let mut stream = Stream::new(budget(100_000));
-    stream.steps(1, 10, 0.5, 1000).push(0.0, step(11, 11_000)).push(1.0, step(12, 12_000)).steps(13, 20, 0.5, 1000);
+    stream
+        .steps(1, 10, 0.5, 1000)
+        .push(0.0, step(11, 11_000))
+        .push(1.0, step(12, 12_000))
+        .steps(13, 20, 0.5, 1000);
     let summary = stream.fold();
     assert_near(summary.tokens_per_sec, 2000.0, "tokens/s");
     assert_near(summary.eta_secs, 40.0, "ETA");
@@ -332,10 +486,18 @@ fn a_near_zero_interval_gives_no_spike() {
 #[test]
 fn counts_beyond_2_to_the_32() {
     // Resumed at 5e9 tokens; 2^20 tokens per 0.5 s step; budget 1e10.
-    let start = RunStart { total_tokens: Some(10_000_000_000), start_step: 4768, start_tokens: 5_000_000_000, ..Default::default() };
+    let start = RunStart {
+        total_tokens: Some(10_000_000_000),
+        start_step: 4768,
+        start_tokens: 5_000_000_000,
+        ..Default::default()
+    };
     let mut stream = Stream::new(start);
     for s in 1..=20u64 {
-        stream.push(if s == 1 { 5.0 } else { 0.5 }, step(4768 + s, 5_000_000_000 + s * (1 << 20)));
+        stream.push(
+            if s == 1 { 5.0 } else { 0.5 },
+            step(4768 + s, 5_000_000_000 + s * (1 << 20)),
+        );
     }
     let summary = stream.fold();
     let tokens = 5_000_000_000 + 20 * (1u64 << 20);
@@ -354,7 +516,13 @@ fn mfu_from_model_shape_and_peak() {
     // 128, context 128: 6 × 826,112 + 12 × 4 × 128 × 128 = 5,743,104 FLOPs per token.
     let start = RunStart {
         total_tokens: Some(100_000),
-        model: Some(ModelShape { params: Some(826_112), n_layer: Some(4), d_model: Some(128), seq_len: Some(128), flops_per_token: None }),
+        model: Some(ModelShape {
+            params: Some(826_112),
+            n_layer: Some(4),
+            d_model: Some(128),
+            seq_len: Some(128),
+            flops_per_token: None,
+        }),
         peak_flops_per_sec: Some(1e11),
         peak_flops_source: Some("test".into()),
         ..Default::default()
@@ -368,4 +536,3 @@ fn mfu_from_model_shape_and_peak() {
     assert_near(summary.mfu, 0.11486, "MFU");
     assert_eq!(summary.peak_flops_source.as_deref(), Some("test"));
 }
-
