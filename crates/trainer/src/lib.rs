@@ -16,8 +16,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod engine;
 mod error;
 mod fsutil;
+pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod params;
@@ -25,6 +27,7 @@ pub mod train;
 
 pub use checkpoint::{CheckpointMeta, DataInfo, LoadedCheckpoint, load_checkpoint, prune_checkpoints, read_checkpoint_meta, save_checkpoint};
 pub use config::TrainConfig;
+pub use engine::{GptEngine, default_threads};
 pub use data::{Corpus, Split, tinyshakespeare_path};
 pub use error::TrainError;
 pub use model::Gpt;
