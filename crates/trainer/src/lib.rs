@@ -33,4 +33,4 @@ pub use error::TrainError;
 pub use model::Gpt;
 pub use optim::{AdamW, AdamWParams, AdamWState, LrSchedule, clip_grad_norm};
 pub use params::ParamStore;
-pub use train::{AbortHandle, EventSink, TrainOutcome, resume_config, train};
+pub use train::{AbortHandle, EventSink, TrainOptions, TrainOutcome, resume_config, train, train_with};
