@@ -693,6 +693,34 @@ mod tests {
         eprintln!("worst loss difference over 50 steps: {worst:e}");
     }
 
+    /// The AVX2 and portable builds of the kernels give the same gradients as the AVX-512
+    /// build (on a CPU that has it; elsewhere the levels coincide and this checks little).
+    #[test]
+    fn every_simd_level_gives_the_same_gradients() {
+        use crate::kernels::{SimdLevel, limit_simd_level};
+        let cfg = small_cfg();
+        let store = ParamStore::seeded(8);
+        let _model = Gpt::load(store.var_builder(), &cfg).unwrap();
+        let vars = store.vars();
+        let (tokens, targets) =
+            corpus(cfg.block_size).batch_ids(Split::Train, cfg.batch_size, cfg.block_size, &mut StdRng::seed_from_u64(4)).unwrap();
+        let grads_at = |level: SimdLevel| {
+            limit_simd_level(level);
+            let mut engine = GptEngine::from_params(&cfg, &vars, 2).unwrap();
+            let loss = engine.forward_backward(&tokens, &targets).unwrap();
+            (loss, engine.state.grads.clone())
+        };
+        let (loss_portable, portable) = grads_at(SimdLevel::Portable);
+        let (loss_avx2, avx2) = grads_at(SimdLevel::Avx2);
+        let (loss_widest, widest) = grads_at(SimdLevel::Avx512);
+        let scale = max_abs(&widest);
+        for (name, loss, grads) in [("portable", loss_portable, &portable), ("avx2", loss_avx2, &avx2)] {
+            assert!((loss - loss_widest).abs() < 1e-5, "{name}: loss {loss} vs {loss_widest}");
+            let diff = grads.iter().zip(&widest).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(diff <= 1e-5 * scale, "{name}: max |diff| {diff}, max |grad| {scale}");
+        }
+    }
+
     #[test]
     fn weights_and_optimizer_state_round_trip() {
         let cfg = small_cfg();

@@ -14,24 +14,54 @@
 //!
 //! Shapes use B (batch), T (sequence), C (channels), NH (heads), HD = C / NH, V (vocabulary).
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use rayon::prelude::*;
 
 /// ε added to the variance in LayerNorm (PyTorch's default; the composed model's value).
 pub const LAYER_NORM_EPS: f32 = 1e-5;
 
-/// Which vector instructions the multiversioned kernels use on this CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which vector instructions the multiversioned kernels use, from the narrowest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimdLevel {
-    /// AVX-512 F/VL/BW/DQ with FMA (x86-64-v4).
-    Avx512,
-    /// AVX2 with FMA (x86-64-v3).
-    Avx2,
     /// Whatever the target's baseline is (SSE2 on x86-64).
     Portable,
+    /// AVX2 with FMA (x86-64-v3).
+    Avx2,
+    /// AVX-512 F/VL/BW/DQ with FMA (x86-64-v4).
+    Avx512,
 }
 
-/// The widest [`SimdLevel`] this CPU supports (detected once; the detection is cached by std).
+/// Cap on [`simd_level`] set by [`limit_simd_level`]: 0 portable, 1 AVX2, 2 and above none.
+static SIMD_LIMIT: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// The widest [`SimdLevel`] this CPU supports, lowered to the limit set by
+/// [`limit_simd_level`] or by the environment variable `TRAINCONSOLE_SIMD` (`portable`, `avx2`
+/// or `avx512`, read once). The detection is cached by std. The `gemm` crate's matrix products
+/// choose their kernels themselves and are not affected.
 pub fn simd_level() -> SimdLevel {
+    static FROM_ENV: OnceLock<()> = OnceLock::new();
+    FROM_ENV.get_or_init(|| match std::env::var("TRAINCONSOLE_SIMD").as_deref() {
+        Ok("portable") => limit_simd_level(SimdLevel::Portable),
+        Ok("avx2") => limit_simd_level(SimdLevel::Avx2),
+        _ => {}
+    });
+    let limit = match SIMD_LIMIT.load(Ordering::Relaxed) {
+        0 => SimdLevel::Portable,
+        1 => SimdLevel::Avx2,
+        _ => SimdLevel::Avx512,
+    };
+    detected_simd_level().min(limit)
+}
+
+/// Use at most `level` from now on, in every thread (for benchmarks and for testing the
+/// narrower code paths on a wide CPU).
+pub fn limit_simd_level(level: SimdLevel) {
+    SIMD_LIMIT.store(level as u8, Ordering::Relaxed);
+}
+
+fn detected_simd_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
@@ -852,6 +882,231 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use candle_core::{D, DType, Device, Tensor, Var};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// Uniform values in [-scale, scale).
+    fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+    }
+
+    /// An f64 candle variable holding `values` (the reference computes in f64).
+    fn var(values: &[f32], shape: &[usize]) -> Var {
+        let values: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+        Var::from_tensor(&Tensor::from_vec(values, shape, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap()
+    }
+
+    /// `got` equals the f64 reference `want` within 1e-5 of `want`'s largest magnitude.
+    fn assert_close(what: &str, got: &[f32], want: &Tensor) {
+        let want = values(want);
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(0f64, |m, x| m.max(x.abs()));
+        assert!(scale > 0.0, "{what}: the reference is all zeros");
+        let diff = got.iter().zip(&want).fold(0f64, |m, (a, b)| m.max((f64::from(*a) - b).abs()));
+        assert!(diff <= 1e-5 * scale, "{what}: max |diff| {diff:e}, max |reference| {scale:e}");
+    }
+
+    /// Run `f` on a pool of 3 threads, so that rows split unevenly into chunks.
+    fn on_three_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(f)
+    }
+
+    /// The loss `Σ out ⊙ upstream`, whose gradient with respect to `out` is `upstream`.
+    fn weighted_sum(out: &Tensor, upstream: &[f32]) -> Tensor {
+        let w = var(upstream, out.dims());
+        (out * w.as_tensor()).unwrap().sum_all().unwrap()
+    }
+
+    #[test]
+    fn linear_forward_and_backward_match_candle() {
+        let (rows, in_f, out_f) = (7, 20, 12);
+        let x = random(rows * in_f, 1, 1.0);
+        let w = random(out_f * in_f, 2, 0.5);
+        let b = random(out_f, 3, 0.5);
+        let r = random(rows * out_f, 4, 1.0);
+        let up = random(rows * out_f, 5, 1.0);
+        let (xv, wv, bv, rv) = (var(&x, &[rows, in_f]), var(&w, &[out_f, in_f]), var(&b, &[out_f]), var(&r, &[rows, out_f]));
+        let out = xv.matmul(&wv.t().unwrap()).unwrap().broadcast_add(&bv).unwrap().add(&rv).unwrap();
+        let grads = weighted_sum(&out, &up).backward().unwrap();
+
+        let mut got = vec![0f32; rows * out_f];
+        on_three_threads(|| linear_forward(&mut got, &x, &w, Some(&b), Some(&r), in_f, out_f));
+        assert_close("out", &got, &out);
+        let mut no_bias = vec![0f32; rows * out_f];
+        on_three_threads(|| linear_forward(&mut no_bias, &x, &w, None, None, in_f, out_f));
+        assert_close("out without bias", &no_bias, &xv.matmul(&wv.t().unwrap()).unwrap());
+
+        // dinp accumulates onto what is there (here 1.0) when asked to.
+        let mut dx = vec![1f32; rows * in_f];
+        let (mut dw, mut db) = (vec![f32::NAN; out_f * in_f], vec![f32::NAN; out_f]);
+        on_three_threads(|| linear_backward(&mut dx, &mut dw, Some(&mut db), &up, &x, &w, in_f, out_f, true));
+        assert_close("dinp (accumulated)", &dx, &(grads.get(&xv).unwrap() + 1.0).unwrap());
+        assert_close("dweight", &dw, grads.get(&wv).unwrap());
+        assert_close("dbias", &db, grads.get(&bv).unwrap());
+        on_three_threads(|| linear_backward(&mut dx, &mut dw, None, &up, &x, &w, in_f, out_f, false));
+        assert_close("dinp (written)", &dx, grads.get(&xv).unwrap());
+    }
+
+    /// The composed LayerNorm of the model (biased variance, ε inside the square root).
+    fn reference_layernorm(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+        let mean = x.mean_keepdim(D::Minus1).unwrap();
+        let centered = x.broadcast_sub(&mean).unwrap();
+        let var = centered.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+        let normed = centered.broadcast_div(&(var + f64::from(LAYER_NORM_EPS)).unwrap().sqrt().unwrap()).unwrap();
+        normed.broadcast_mul(w).unwrap().broadcast_add(b).unwrap()
+    }
+
+    #[test]
+    fn layernorm_forward_and_backward_match_candle() {
+        let (rows, c) = (9, 40);
+        // An offset and spread per row, so that mean and variance matter.
+        let x: Vec<f32> = random(rows * c, 6, 2.0).iter().enumerate().map(|(i, v)| v * (1 + i / c) as f32 + 0.5).collect();
+        let w = random(c, 7, 1.5);
+        let b = random(c, 8, 0.5);
+        let up = random(rows * c, 9, 1.0);
+        let (xv, wv, bv) = (var(&x, &[rows, c]), var(&w, &[c]), var(&b, &[c]));
+        let out = reference_layernorm(xv.as_tensor(), wv.as_tensor(), bv.as_tensor());
+        let grads = weighted_sum(&out, &up).backward().unwrap();
+
+        let (mut got, mut mean, mut rstd) = (vec![0f32; rows * c], vec![0f32; rows], vec![0f32; rows]);
+        on_three_threads(|| layernorm_forward(&mut got, &mut mean, &mut rstd, &x, &w, &b));
+        assert_close("out", &got, &out);
+        let mut dx = vec![2f32; rows * c];
+        let (mut dw, mut db, mut scratch) = (vec![0f32; c], vec![0f32; c], vec![0f32; 2 * c * 3]);
+        on_three_threads(|| layernorm_backward(&mut dx, &mut dw, &mut db, &mut scratch, &up, &x, &w, &mean, &rstd, true));
+        assert_close("dinp (accumulated)", &dx, &(grads.get(&xv).unwrap() + 2.0).unwrap());
+        assert_close("dweight", &dw, grads.get(&wv).unwrap());
+        assert_close("dbias", &db, grads.get(&bv).unwrap());
+        on_three_threads(|| layernorm_backward(&mut dx, &mut dw, &mut db, &mut scratch, &up, &x, &w, &mean, &rstd, false));
+        assert_close("dinp (written)", &dx, grads.get(&xv).unwrap());
+    }
+
+    #[test]
+    fn gelu_forward_and_backward_match_candle() {
+        // Beyond ±4 too, where erf saturates; 1001 values, not a multiple of 16.
+        let x = random(1001, 10, 6.0);
+        let up = random(1001, 11, 1.0);
+        let xv = var(&x, &[1001]);
+        let out = xv.gelu_erf().unwrap();
+        let grads = weighted_sum(&out, &up).backward().unwrap();
+        let mut got = vec![0f32; 1001];
+        on_three_threads(|| gelu_forward(&mut got, &x));
+        assert_close("out", &got, &out);
+        let mut d = up.clone();
+        on_three_threads(|| gelu_backward(&mut d, &x));
+        assert_close("dinp", &d, grads.get(&xv).unwrap());
+    }
+
+    #[test]
+    fn attention_forward_and_backward_match_candle() {
+        let shape = AttentionShape { batch: 2, seq: 5, channels: 12, heads: 3 };
+        let (b, t, c, nh) = (2, 5, 12, 3);
+        let hd = c / nh;
+        let qkv = random(b * t * 3 * c, 12, 2.0);
+        let up = random(b * t * c, 13, 1.0);
+        let qkv_v = var(&qkv, &[b, t, 3 * c]);
+        // The composed attention of the model, in f64.
+        let heads = qkv_v.reshape((b, t, 3, nh, hd)).unwrap().permute((2, 0, 3, 1, 4)).unwrap().contiguous().unwrap();
+        let q = (heads.get(0).unwrap() * (1.0 / (hd as f64).sqrt())).unwrap();
+        let (k, v) = (heads.get(1).unwrap(), heads.get(2).unwrap());
+        let mask: Vec<f64> = (0..t).flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f64::NEG_INFINITY })).collect();
+        let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
+        let scores = q.matmul(&k.t().unwrap()).unwrap().broadcast_add(&mask).unwrap();
+        let max = scores.max_keepdim(D::Minus1).unwrap().detach();
+        let exp = scores.broadcast_sub(&max).unwrap().exp().unwrap();
+        let probs = exp.broadcast_div(&exp.sum_keepdim(D::Minus1).unwrap()).unwrap();
+        let out = probs.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((b, t, c)).unwrap();
+        let grads = weighted_sum(&out, &up).backward().unwrap();
+
+        let (mut got, mut att) = (vec![0f32; b * t * c], vec![f32::NAN; shape.att_len()]);
+        on_three_threads(|| attention_forward(&mut got, &mut att, &qkv, shape));
+        assert_close("out", &got, &out);
+        assert_close("probabilities", &att, &probs);
+        let (mut dqkv, mut scratch) = (vec![f32::NAN; qkv.len()], vec![f32::NAN; shape.att_len()]);
+        on_three_threads(|| attention_backward(&mut dqkv, &mut scratch, &up, &qkv, &att, shape));
+        assert_close("dqkv", &dqkv, grads.get(&qkv_v).unwrap());
+    }
+
+    #[test]
+    fn cross_entropy_and_its_gradient_match_candle() {
+        let (rows, vocab) = (6, 37);
+        let logits = random(rows * vocab, 14, 4.0);
+        let targets: Vec<u32> = vec![0, 36, 5, 5, 17, 1];
+        let lv = var(&logits, &[rows, vocab]);
+        let max = lv.max_keepdim(D::Minus1).unwrap().detach();
+        let shifted = lv.broadcast_sub(&max).unwrap();
+        let log_probs = shifted.broadcast_sub(&shifted.exp().unwrap().sum_keepdim(D::Minus1).unwrap().log().unwrap()).unwrap();
+        let idx = Tensor::new(targets.as_slice(), &Device::Cpu).unwrap().unsqueeze(1).unwrap();
+        let per_row = log_probs.gather(&idx, 1).unwrap().neg().unwrap().squeeze(1).unwrap();
+        let grads = per_row.mean_all().unwrap().backward().unwrap();
+
+        let mut buf = logits.clone();
+        let mut losses = vec![0f32; rows];
+        on_three_threads(|| cross_entropy(&mut buf, &mut losses, &targets, vocab, None));
+        assert_close("losses", &losses, &per_row);
+        let mut buf = logits.clone();
+        on_three_threads(|| cross_entropy(&mut buf, &mut losses, &targets, vocab, Some(1.0 / rows as f32)));
+        assert_close("losses (with gradient)", &losses, &per_row);
+        assert_close("dlogits", &buf, grads.get(&lv).unwrap());
+    }
+
+    #[test]
+    fn embedding_forward_and_backward_match_candle() {
+        let (b, t, c, vocab) = (3, 4, 8, 10);
+        let tokens: Vec<u32> = vec![1, 2, 3, 1, 9, 9, 0, 2, 5, 1, 1, 4];
+        let wte = random(vocab * c, 15, 1.0);
+        let wpe = random(t * c, 16, 1.0);
+        let up = random(b * t * c, 17, 1.0);
+        let (wte_v, wpe_v) = (var(&wte, &[vocab, c]), var(&wpe, &[t, c]));
+        let idx = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap();
+        let out = wte_v.index_select(&idx, 0).unwrap().reshape((b, t, c)).unwrap().broadcast_add(&wpe_v).unwrap();
+        let grads = weighted_sum(&out, &up).backward().unwrap();
+
+        let mut got = vec![0f32; b * t * c];
+        on_three_threads(|| embedding_forward(&mut got, &tokens, &wte, &wpe, t, c));
+        assert_close("out", &got, &out);
+        // dwte adds to what is there (the tied head's gradient), dwpe is written.
+        let (mut dwte, mut dwpe) = (vec![0.5f32; vocab * c], vec![f32::NAN; t * c]);
+        on_three_threads(|| embedding_backward(&mut dwte, &mut dwpe, &up, &tokens, t, c));
+        assert_close("dwte", &dwte, &(grads.get(&wte_v).unwrap() + 0.5).unwrap());
+        assert_close("dwpe", &dwpe, grads.get(&wpe_v).unwrap());
+    }
+
+    #[test]
+    fn adamw_update_matches_the_formula() {
+        let n = 1000;
+        let (params, grads) = (random(n, 18, 1.0), random(n, 19, 0.1));
+        let (m0, v0) = (random(n, 20, 0.01), random(n, 21, 0.001).iter().map(|v| v.abs()).collect::<Vec<_>>());
+        let step = AdamWStep {
+            lr: 1e-2,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            decay_factor: 1.0 - 1e-2 * 0.1,
+            inv_bias_correction1: 1.0 / (1.0 - 0.9f32.powi(3)),
+            inv_bias_correction2: 1.0 / (1.0 - 0.99f32.powi(3)),
+            grad_scale: 0.5,
+        };
+        let (mut p, mut m, mut v) = (params.clone(), m0.clone(), v0.clone());
+        on_three_threads(|| adamw_update(&mut p, &grads, &mut m, &mut v, step));
+        for i in 0..n {
+            let g = f64::from(grads[i]) * 0.5;
+            let m1 = 0.9 * f64::from(m0[i]) + 0.1 * g;
+            let v1 = 0.99 * f64::from(v0[i]) + 0.01 * g * g;
+            let update = (m1 / (1.0 - 0.9f64.powi(3))) / ((v1 / (1.0 - 0.99f64.powi(3))).sqrt() + 1e-8);
+            let p1 = f64::from(params[i]) * (1.0 - 1e-3) - 1e-2 * update;
+            assert!((f64::from(m[i]) - m1).abs() < 1e-8, "m[{i}]");
+            assert!((f64::from(v[i]) - v1).abs() < 1e-9, "v[{i}]");
+            assert!((f64::from(p[i]) - p1).abs() < 1e-6, "param[{i}]: {} vs {p1}", p[i]);
+        }
+    }
 
     #[test]
     fn exp_matches_std_within_two_ulp_relative() {
