@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { LossChart, xDomainFor } from './LossChart'
-import { XYSeries } from './series'
+import { LossChart, xDomainFor, type LossChartOptions } from './LossChart'
+import { PointSeries } from './series'
 
 let frames: FrameRequestCallback[]
 let hidden: boolean
@@ -31,15 +31,27 @@ function runFrames() {
   pending.forEach((cb) => cb(performance.now()))
 }
 
-function makeChart(train = new XYSeries(), val = new XYSeries()) {
+function trainSeries() {
+  return new PointSeries({ values: ['loss'] })
+}
+function valSeries() {
+  return new PointSeries({ values: ['val_loss'] })
+}
+/** Append a point at `step` (tokens 100 per step, one second per step). */
+function add(s: PointSeries, step: number, y: number) {
+  const name = s.columns.has('loss') ? 'loss' : 'val_loss'
+  s.push({ step, tokens: step * 100, timeSecs: 1_700_000_000 + step, values: { [name]: y } })
+}
+
+function makeChart(train = trainSeries(), val = valSeries(), extra: Partial<LossChartOptions> = {}) {
   return new LossChart(container, {
     series: [
-      { data: train, label: 'train loss', colorVar: '--chart-train', fallbackColor: '#00f', style: 'line' },
-      { data: val, label: 'val loss', colorVar: '--chart-val', fallbackColor: '#f80', style: 'line+points' },
+      { data: train, column: 'loss', label: 'train loss', colorVar: '--chart-train', fallbackColor: '#00f', style: 'line' },
+      { data: val, column: 'val_loss', label: 'val loss', colorVar: '--chart-val', fallbackColor: '#f80', style: 'line+points' },
     ],
-    xLabel: 'step',
     yLabel: 'loss',
     ariaLabel: 'Loss by step',
+    ...extra,
   })
 }
 
@@ -55,8 +67,12 @@ beforeEach(() => {
   vi.stubGlobal(
     'Path2D',
     class {
-      moveTo() {}
-      lineTo() {}
+      moveTo(x: number, y: number) {
+        calls.push(`path.moveTo(${x},${y})`)
+      }
+      lineTo(x: number, y: number) {
+        calls.push(`path.lineTo(${x},${y})`)
+      }
       arc(x: number, y: number, r: number) {
         calls.push(`path.arc(${x},${y},${r})`)
       }
@@ -99,11 +115,11 @@ describe('LossChart', () => {
   })
 
   it('draws at most once per animation frame however often it is invalidated', () => {
-    const train = new XYSeries()
+    const train = trainSeries()
     const chart = makeChart(train)
     const before = chart.drawCount
     for (let i = 1; i <= 500; i++) {
-      train.push(i, 3 - i / 1000)
+      add(train, i, 3 - i / 1000)
       chart.invalidate()
     }
     expect(frames).toHaveLength(1)
@@ -116,11 +132,11 @@ describe('LossChart', () => {
   })
 
   it('does not draw while the page is hidden and catches up when it shows', () => {
-    const train = new XYSeries()
+    const train = trainSeries()
     const chart = makeChart(train)
     const before = chart.drawCount
     hidden = true
-    train.push(1, 2)
+    add(train, 1, 2)
     chart.invalidate()
     expect(frames).toHaveLength(0)
     hidden = false
@@ -132,35 +148,35 @@ describe('LossChart', () => {
   })
 
   it('has a legend and an accessible name with the latest values', () => {
-    const train = new XYSeries()
-    const val = new XYSeries()
+    const train = trainSeries()
+    const val = valSeries()
     const chart = makeChart(train, val)
-    train.push(1, 4.25)
-    train.push(2, NaN)
-    val.push(2, 3.5)
+    add(train, 1, 4.25)
+    add(train, 2, NaN)
+    add(val, 2, 3.5)
     chart.invalidate()
     const legend = container.querySelector('.loss-chart__legend')!
-    expect(Array.from(legend.querySelectorAll('li')).map((li) => li.textContent)).toEqual(['train loss—', 'val loss3.5000'])
+    expect(Array.from(legend.querySelectorAll('li')).map((li) => li.textContent)).toEqual(['train loss— · 1 NaN/Inf', 'val loss3.5000'])
     expect(chart.canvas.getAttribute('role')).toBe('img')
-    expect(chart.canvas.getAttribute('aria-label')).toBe('Loss by step. train loss: 2 points; val loss: 1 point, latest 3.5000.')
+    expect(chart.canvas.getAttribute('aria-label')).toBe('Loss by step. train loss: 2 points, 1 not finite; val loss: 1 point, latest 3.5000.')
     chart.destroy()
   })
 
   it('draws the only point of a series as a dot', () => {
-    const train = new XYSeries()
+    const train = trainSeries()
     const chart = makeChart(train)
-    train.push(1, 5)
+    add(train, 1, 5)
     chart.invalidate()
     calls.length = 0
     runFrames()
     // x domain [1, 2] → the left edge of the plot (46: y labels "4.6"… are 18px + 28);
-    // y domain 5 ± 0.5 → the middle of 12…260.
-    expect(calls.filter((c) => c.startsWith('path.arc'))).toEqual([`path.arc(46,136,3)`])
+    // y domain 5 ± 0.5 → the middle of 14…260.
+    expect(calls.filter((c) => c.startsWith('path.arc'))).toEqual([`path.arc(46,137,3)`])
     expect(calls).toContain('fill()')
     expect(chart.canvas.getAttribute('aria-label')).toBe('Loss by step. train loss: 1 point, latest 5.0000; val loss: 0 points.')
 
     // Two points make a line: no dot any more.
-    train.push(2, 4.5)
+    add(train, 2, 4.5)
     chart.invalidate()
     calls.length = 0
     runFrames()
@@ -169,12 +185,148 @@ describe('LossChart', () => {
   })
 
   it('removes itself and stops drawing when destroyed', () => {
-    const train = new XYSeries()
+    const train = trainSeries()
     const chart = makeChart(train)
     chart.destroy()
     expect(container.querySelector('canvas')).toBeNull()
     chart.invalidate()
     expect(frames).toHaveLength(0)
+  })
+})
+
+describe('LossChart truth marks and notes', () => {
+  const notes = () => container.querySelector('.loss-chart__notes')!
+  const texts = () => calls.filter((c) => c.startsWith('fillText(')).map((c) => c.slice(9, c.indexOf(',')))
+
+  it('marks NaN/Inf with a red tick at the top edge, counts them, and keeps them out of the range', () => {
+    const train = trainSeries()
+    ;[3, NaN, 2, Infinity, 1].forEach((y, i) => add(train, i + 1, y))
+    const chart = makeChart(train)
+    calls.length = 0
+    chart.draw()
+    expect(notes().textContent).toBe('2 NaN/Inf values in view, marked in red at the top')
+    // Two ticks from above the plot (top 14 − 8) down to its top edge, at steps 2 and 4.
+    const ticks = calls.filter((c) => /^path\.moveTo\([\d.]+,6\)$/.test(c))
+    expect(ticks).toHaveLength(2)
+    // The y range is that of the finite values: 1…3 padded by 5 % → ticks 1 … 3.
+    expect(texts()).toEqual(expect.arrayContaining(['1.0', '2.0', '3.0']))
+    expect(texts()).not.toContain('Infinity')
+    expect(container.querySelector('.loss-chart__legend li')!.textContent).toBe('train loss1.0000 · 2 NaN/Inf')
+    chart.destroy()
+  })
+
+  it('leaves values ≤ 0 out of a log axis and says how many', () => {
+    const train = trainSeries()
+    ;[10, 0, 1, -2, 0.1].forEach((y, i) => add(train, i + 1, y))
+    const chart = makeChart(train, valSeries(), { logY: true })
+    calls.length = 0
+    chart.draw()
+    expect(notes().textContent).toBe('log scale: 2 values ≤ 0 left out')
+    expect(texts()).toEqual(expect.arrayContaining(['0.1', '1', '10']))
+    expect(calls).toContain('fillText(loss, log scale,0,0)')
+    chart.setLogY(false)
+    chart.draw()
+    expect((notes() as HTMLElement).hidden).toBe(true)
+    chart.destroy()
+  })
+
+  it('ranges over the 1st–99th percentile when asked, and says how many points lie outside', () => {
+    const train = trainSeries()
+    for (let i = 1; i <= 900; i++) add(train, i, i === 500 ? 1000 : i === 600 ? -1000 : 2 + (i % 10) / 100)
+    const chart = makeChart(train, valSeries(), { ignoreOutliers: true })
+    chart.draw()
+    expect(notes().textContent).toBe('outliers ignored (1st–99th percentile): 1 above, 1 below the plot')
+    expect(texts()).not.toContain('1000')
+    chart.setIgnoreOutliers(false)
+    calls.length = 0
+    chart.draw()
+    expect(notes().textContent).toBe('')
+    expect(texts()).toContain('1000')
+    chart.destroy()
+  })
+
+  it('marks a restart (the step went back) with a labelled line', () => {
+    const train = trainSeries()
+    ;[1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 7, 8].forEach((step, i) => add(train, step, 3 - i / 100))
+    const chart = makeChart(train)
+    calls.length = 0
+    chart.draw()
+    expect(texts()).toContain('↺ restart at step 3')
+    expect(chart.canvas.getAttribute('aria-label')).toContain('train loss: 12 points')
+    chart.destroy()
+  })
+})
+
+describe('LossChart interaction', () => {
+  function pointer(type: string, x: number, y = 100, button = 0) {
+    const e = new MouseEvent(type, { clientX: x, clientY: y, button, bubbles: true }) as PointerEvent
+    Object.defineProperty(e, 'pointerId', { value: 1 })
+    return e
+  }
+  const plot = () => container.querySelector('.loss-chart__plot') as HTMLElement
+
+  it('shows a crosshair and tooltip on hover without drawing', () => {
+    const train = trainSeries()
+    for (let i = 1; i <= 100; i++) add(train, i, 3 - i / 100)
+    const chart = makeChart(train)
+    const draws = chart.drawCount
+    plot().dispatchEvent(pointer('pointermove', 300))
+    const tip = container.querySelector('.loss-chart__tooltip') as HTMLElement
+    expect(tip.hidden).toBe(false)
+    // Step 47 of 1…100 at x = 300 px; time as formatClock shows a day long gone ("Nov 14 22:14").
+    expect(tip.textContent).toMatch(/^step47tokens4,700time[A-Z][a-z]{2} \d+ \d\d:\d\dtrain loss2\.5300$/)
+    expect((container.querySelector('.loss-chart__cross--x') as HTMLElement).hidden).toBe(false)
+    expect(chart.drawCount).toBe(draws)
+    expect(frames).toHaveLength(0)
+    plot().dispatchEvent(pointer('pointerleave', 300))
+    expect(tip.hidden).toBe(true)
+    chart.destroy()
+  })
+
+  it('zooms x by dragging, by the wheel and by keys; a double-click resets', () => {
+    const train = trainSeries()
+    for (let i = 1; i <= 1000; i++) add(train, i, 3 - i / 1000)
+    const views: unknown[] = []
+    const chart = makeChart(train, valSeries(), { onViewChange: (v) => views.push(v) })
+    plot().dispatchEvent(pointer('pointerdown', 200))
+    plot().dispatchEvent(pointer('pointermove', 400))
+    expect((container.querySelector('.loss-chart__selection') as HTMLElement).hidden).toBe(false)
+    plot().dispatchEvent(pointer('pointerup', 400))
+    const zoomed = chart.view()
+    expect(zoomed.follow).toBe(false)
+    expect(zoomed.xWindow![0]).toBeGreaterThan(200)
+    expect(zoomed.xWindow![1]).toBeLessThan(800)
+    expect(views).toHaveLength(1)
+
+    const width = zoomed.xWindow![1] - zoomed.xWindow![0]
+    const wheel = new MouseEvent('wheel', { clientX: 300, bubbles: true, cancelable: true })
+    Object.defineProperty(wheel, 'deltaY', { value: -100 })
+    Object.defineProperty(wheel, 'deltaMode', { value: 0 })
+    plot().dispatchEvent(wheel)
+    expect(chart.view().xWindow![1] - chart.view().xWindow![0]).toBeCloseTo(width / 1.25, 6)
+
+    plot().dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight', shiftKey: true }))
+    expect(chart.view().xWindow![0]).toBeGreaterThan(zoomed.xWindow![0])
+    plot().dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight' }))
+    expect((container.querySelector('.loss-chart__tooltip') as HTMLElement).hidden).toBe(false)
+
+    plot().dispatchEvent(new MouseEvent('dblclick', { bubbles: true }))
+    expect(chart.view()).toEqual({ xWindow: null, follow: true })
+    chart.destroy()
+  })
+
+  it('follows the latest point with a zoomed window', () => {
+    const train = trainSeries()
+    for (let i = 1; i <= 100; i++) add(train, i, 2)
+    const chart = makeChart(train)
+    chart.zoomTo(10, 30)
+    chart.setFollow(true)
+    chart.draw()
+    expect(chart.view().xWindow).toEqual([80, 100])
+    for (let i = 101; i <= 150; i++) add(train, i, 2)
+    chart.draw()
+    expect(chart.view().xWindow).toEqual([130, 150])
+    chart.destroy()
   })
 })
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { formatTick, linearScale, niceStep, niceTicks, paddedDomain, stepDecimals } from './scale'
+import { formatLogTick, formatTick, formatTimeTick, linearScale, logScale, logTicks, niceStep, niceTicks, paddedDomain, quantile, stepDecimals, timeTicks } from './scale'
 
 describe('linearScale', () => {
   it('maps data to pixels and back', () => {
@@ -75,5 +75,55 @@ describe('paddedDomain', () => {
   it('centres a flat series', () => {
     expect(paddedDomain(2, 2)).toEqual([1.8, 2.2])
     expect(paddedDomain(0, 0)).toEqual([-1, 1])
+  })
+})
+
+describe('logScale and logTicks', () => {
+  it('maps decades evenly and leaves values ≤ 0 out', () => {
+    const y = logScale([1, 1000], [300, 0])
+    expect(y.map(1)).toBe(300)
+    expect(y.map(10)).toBeCloseTo(200, 9)
+    expect(y.map(1000)).toBeCloseTo(0, 9)
+    expect(y.map(0)).toBeNaN()
+    expect(y.map(-1)).toBeNaN()
+    expect(y.invert(200)).toBeCloseTo(10, 9)
+    expect(y.log).toBe(true)
+  })
+
+  it('ticks powers of ten over several decades, 1-2-5 over a few, linear ticks inside one', () => {
+    expect(logTicks(0.001, 1000, 8).values).toEqual([0.001, 0.01, 0.1, 1, 10, 100, 1000])
+    expect(logTicks(1e-6, 1e6, 5).values).toEqual([1e-6, 1e-3, 1, 1e3, 1e6])
+    expect(logTicks(0.5, 30, 5).values).toEqual([0.5, 1, 2, 5, 10, 20])
+    expect(logTicks(1.5, 4.2, 5).values).toEqual([1.5, 2, 2.5, 3, 3.5, 4])
+    expect(formatLogTick(1000)).toBe('1k')
+    expect(formatLogTick(0.001)).toBe('0.001')
+    expect(formatLogTick(1e-6)).toBe('1e-6')
+  })
+})
+
+describe('timeTicks', () => {
+  it('picks a clock step giving at most the target number of ticks, on round times', () => {
+    // 10 minutes: 2-minute ticks on even minutes (UTC offsets are whole minutes).
+    const t0 = Date.UTC(2026, 10, 29, 12, 0, 30) / 1000
+    const ticks = timeTicks(t0, t0 + 600, 5)
+    expect(ticks.step).toBe(120)
+    expect(ticks.values).toHaveLength(5)
+    for (const v of ticks.values) expect(new Date(v * 1000).getSeconds()).toBe(0)
+    expect(formatTimeTick(ticks.values[0], ticks.step)).toMatch(/^\d\d:\d\d$/)
+    expect(timeTicks(t0, t0 + 20, 5).step).toBe(5)
+    expect(formatTimeTick(t0, 5)).toMatch(/^\d\d:\d\d:30$/)
+  })
+})
+
+describe('quantile', () => {
+  it('selects the lower-rank quantile like sorting would', () => {
+    const values = Float64Array.from({ length: 1001 }, (_, i) => (i * 7919) % 1001) // 0…1000 shuffled
+    expect(quantile(values.slice(), 0.01)).toBe(10)
+    expect(quantile(values.slice(), 0.99)).toBe(990)
+    expect(quantile(values.slice(), 0.5)).toBe(500)
+    expect(quantile(Float64Array.from([3, 1, 2]), 1)).toBe(3)
+    expect(quantile(new Float64Array(0), 0.5)).toBeNaN()
+    // Many ties.
+    expect(quantile(Float64Array.from({ length: 500 }, (_, i) => i % 2), 0.99)).toBe(1)
   })
 })

@@ -1,58 +1,176 @@
 import { describe, expect, it } from 'vitest'
-import { XYSeries, finiteExtent, lowerBound, upperBound } from './series'
+import { CHUNK_SIZE, DebiasedEma, IntColumn, PointSeries, ValueColumn, emptyRange } from './series'
 
-describe('XYSeries', () => {
-  it('grows past its capacity and keeps the data', () => {
-    const s = new XYSeries(2)
-    for (let i = 0; i < 1000; i++) s.push(i, i * 2)
-    expect(s.length).toBe(1000)
-    expect(s.x.length).toBeGreaterThanOrEqual(1000)
-    expect(s.x[999]).toBe(999)
-    expect(s.y[500]).toBe(1000)
-    expect(s.lastX()).toBe(999)
-    expect(s.xExtent()).toEqual({ min: 0, max: 999 })
+/** A deterministic PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+describe('IntColumn', () => {
+  it('stores an arithmetic progression as two numbers per chunk, exactly', () => {
+    const c = new IntColumn()
+    for (let i = 0; i < CHUNK_SIZE + 10; i++) c.push(1000 + i * 2048)
+    expect(c.length).toBe(CHUNK_SIZE + 10)
+    expect(c.get(0)).toBe(1000)
+    expect(c.get(CHUNK_SIZE + 9)).toBe(1000 + (CHUNK_SIZE + 9) * 2048)
+    expect(c.bytes()).toBe(48) // two chunk headers, no arrays
   })
 
-  it('keeps non-finite values out of the y extent', () => {
-    const s = new XYSeries()
-    s.push(1, 3)
-    s.push(2, NaN)
-    s.push(3, Infinity)
-    s.push(4, 1.5)
-    s.push(5, -Infinity)
-    expect(s.yExtent()).toEqual({ min: 1.5, max: 3 })
-    expect(Number.isNaN(s.y[1])).toBe(true) // the value itself is kept
-    s.clear()
-    expect(s.length).toBe(0)
-    expect(s.yExtent()).toBeNull()
-  })
-
-  it('bumps its version on every change', () => {
-    const s = new XYSeries()
-    const v0 = s.version
-    s.push(1, 1)
-    s.push(2, 2)
-    expect(s.version).toBe(v0 + 2)
-  })
-})
-
-describe('finiteExtent', () => {
-  it('ignores NaN and ±Infinity', () => {
-    expect(finiteExtent([NaN, 2, Infinity, -1, -Infinity, 5])).toEqual({ min: -1, max: 5 })
-    expect(finiteExtent([NaN, Infinity])).toBeNull()
-    expect(finiteExtent([])).toBeNull()
-    expect(finiteExtent([4, 1, 9, 2], 1, 3)).toEqual({ min: 1, max: 9 })
+  it('keeps irregular values as Int32 offsets and huge or fractional ones as Float64', () => {
+    const c = new IntColumn()
+    const values = [5, 6, 7, 9, 8, 1_764_400_000_123, 0.5, NaN, -3, 2 ** 40]
+    for (const v of values) c.push(v)
+    expect(values.map((_, i) => c.get(i))).toEqual(values)
+    const d = new IntColumn()
+    for (const v of [10, 20, 30, 31, -5]) d.push(v)
+    expect([0, 1, 2, 3, 4].map((i) => d.get(i))).toEqual([10, 20, 30, 31, -5])
+    expect(d.bytes()).toBe(24 + 4 * CHUNK_SIZE) // Int32 offsets
   })
 })
 
-describe('binary search', () => {
-  const xs = [1, 2, 2, 2, 5, 8]
-  it('finds the visible window', () => {
-    expect(lowerBound(xs, xs.length, 2)).toBe(1)
-    expect(upperBound(xs, xs.length, 2)).toBe(4)
-    expect(lowerBound(xs, xs.length, 0)).toBe(0)
-    expect(upperBound(xs, xs.length, 100)).toBe(6)
-    expect(lowerBound(xs, xs.length, 6)).toBe(5)
-    expect(lowerBound(xs, 3, 5)).toBe(3) // only the first 3 entries count
+/** Brute-force finite min, max and smallest positive value of values[i, j). */
+function bruteRange(values: number[], i: number, j: number) {
+  const r = emptyRange()
+  for (let k = Math.max(0, i); k < Math.min(values.length, j); k++) {
+    const v = values[k]
+    if (!Number.isFinite(v)) continue
+    r.min = Math.min(r.min, v)
+    r.max = Math.max(r.max, v)
+    if (v > 0) r.minPositive = Math.min(r.minPositive, v)
+  }
+  return r
+}
+
+/** Random values with NaN, ±Infinity, zeros, negatives and spikes, all float32-exact. */
+function nastyValues(n: number, random: () => number): number[] {
+  const out: number[] = []
+  for (let i = 0; i < n; i++) {
+    const u = random()
+    if (u < 0.01) out.push(NaN)
+    else if (u < 0.015) out.push(Infinity)
+    else if (u < 0.02) out.push(-Infinity)
+    else if (u < 0.03) out.push(0)
+    else if (u < 0.05) out.push(Math.fround(-random() * 3))
+    else if (u < 0.052) out.push(Math.fround(50 + random() * 50))
+    else out.push(Math.fround(1 + random() * 3))
+  }
+  return out
+}
+
+describe('ValueColumn', () => {
+  it('answers range queries like a brute-force scan, while values are appended', () => {
+    const random = rng(7)
+    const values = nastyValues(40_000, random)
+    const col = new ValueColumn()
+    const out = emptyRange()
+    let appended = 0
+    for (const batch of [1, 63, 64, 1000, 5000, 33_872]) {
+      for (let k = 0; k < batch; k++) col.push(values[appended++])
+      for (let q = 0; q < 300; q++) {
+        const i = Math.floor(random() * appended)
+        const j = i + Math.floor(random() * (appended - i + 1))
+        expect(col.range(i, j, out)).toEqual(bruteRange(values, i, j))
+      }
+    }
+    expect(col.length).toBe(40_000)
+    expect(col.range(0, 40_000, out)).toEqual(bruteRange(values, 0, 40_000))
+    expect(col.isWide()).toBe(false)
+    // The index lists hold exactly the non-finite and the finite ≤ 0 values.
+    const nonFinite = values.flatMap((v, i) => (Number.isFinite(v) ? [] : [i]))
+    const nonPositive = values.flatMap((v, i) => (Number.isFinite(v) && v <= 0 ? [i] : []))
+    expect(Array.from(col.nonFinite.data.subarray(0, col.nonFinite.length))).toEqual(nonFinite)
+    expect(Array.from(col.nonPositive.data.subarray(0, col.nonPositive.length))).toEqual(nonPositive)
+    expect(col.nonFinite.countIn(100, 20_000)).toBe(nonFinite.filter((i) => i >= 100 && i < 20_000).length)
+  })
+
+  it('keeps float32 values in 4 bytes and switches to float64 for one that is not', () => {
+    const col = new ValueColumn()
+    col.push(2.5)
+    col.push(Math.fround(0.1))
+    expect(col.isWide()).toBe(false)
+    col.push(0.1)
+    expect(col.isWide()).toBe(true)
+    expect([col.get(0), col.get(1), col.get(2)]).toEqual([2.5, Math.fround(0.1), 0.1])
+    expect(col.extent()).toEqual({ min: Math.fround(0.1) < 0.1 ? Math.fround(0.1) : 0.1, max: 2.5 })
+  })
+})
+
+describe('DebiasedEma (TensorBoard smoothing)', () => {
+  it('matches hand-computed values', () => {
+    const ema = new DebiasedEma(0.6)
+    // n=1: last = 0.4·1 = 0.4, debias 1 − 0.6 = 0.4 → 1
+    expect(ema.next(1)).toBeCloseTo(1, 12)
+    // n=2: last = 0.6·0.4 + 0.4·2 = 1.04, debias 1 − 0.36 = 0.64 → 1.625
+    expect(ema.next(2)).toBeCloseTo(1.625, 12)
+    // a NaN passes through and does not move the average
+    expect(ema.next(NaN)).toBeNaN()
+    // n=3: last = 0.6·1.04 + 0.4·3 = 1.824, debias 1 − 0.216 = 0.784 → 2.326530612…
+    expect(ema.next(3)).toBeCloseTo(1.824 / 0.784, 12)
+  })
+
+  it('is the identity at weight 0 and starts at the first value at any weight', () => {
+    const none = new DebiasedEma(0)
+    expect([3, 1, 4].map((v) => none.next(v))).toEqual([3, 1, 4])
+    expect(new DebiasedEma(0.999).next(2.75)).toBeCloseTo(2.75, 9)
+  })
+})
+
+function stepSeries(steps: number[], losses: number[]): PointSeries {
+  const s = new PointSeries({ values: ['loss'], smoothed: [{ name: 'loss_ema', of: 'loss' }], smoothing: 0.5 })
+  steps.forEach((step, i) => s.push({ step, tokens: step * 100, timeSecs: 1000 + i, values: { loss: losses[i] } }))
+  return s
+}
+
+describe('PointSeries', () => {
+  it('starts a new segment where the step goes back, keeping every point', () => {
+    const s = stepSeries([1, 2, 3, 4, 5, 3, 4, 5, 6], [5, 4, 3, 2, 1, 3.5, 3, 2.5, 2])
+    expect(s.segments()).toEqual([
+      [0, 5],
+      [5, 9],
+    ])
+    expect(s.stepArray()).toEqual([1, 2, 3, 4, 5, 3, 4, 5, 6])
+    expect(s.valueArray('loss')).toEqual([5, 4, 3, 2, 1, 3.5, 3, 2.5, 2])
+    // The EMA starts afresh at the restart: its first value is the raw value.
+    expect(s.column('loss_ema').get(5)).toBe(3.5)
+    // Windows are per segment.
+    expect(s.window('step', 0, 5, 3, 4)).toEqual([2, 4])
+    expect(s.window('step', 5, 9, 3, 4)).toEqual([5, 7])
+    // Hover prefers the newest segment covering x.
+    expect(s.nearest('step', 4)).toBe(6)
+    expect(s.nearest('step', 1.2)).toBe(0)
+    expect(s.xExtent('tokens')).toEqual({ min: 100, max: 600 })
+    expect(s.xExtent('time')).toEqual({ min: 1000, max: 1008 })
+  })
+
+  it('recomputes the EMA when the weight changes', () => {
+    const s = stepSeries([1, 2, 3], [1, 2, 3])
+    expect(s.valueArray('loss_ema')).toEqual([1, Math.fround((0.5 * 0.5 + 0.5 * 2) / 0.75), Math.fround(((0.5 * 0.5 + 0.5 * 2) * 0.5 + 0.5 * 3) / 0.875)])
+    s.setSmoothing(0)
+    expect(s.valueArray('loss_ema')).toEqual([1, 2, 3])
+    // Recomputed across a restart and a NaN: afresh at the restart, the NaN passed through.
+    const r = stepSeries([1, 2, 3, 1, 2], [4, NaN, 2, 8, 6])
+    r.setSmoothing(0.5)
+    expect(r.valueArray('loss_ema')).toEqual([4, NaN, Math.fround((0.5 * 0.5 * 4 + 0.5 * 2) / 0.75), 8, Math.fround((0.5 * 0.5 * 8 + 0.5 * 6) / 0.75)])
+    expect(r.column('loss_ema').nonFinite.length).toBe(1)
+    expect(r.column('loss_ema').extent()).toEqual({ min: Math.fround(2.6666666666666665), max: 8 })
+    s.setSmoothing(5)
+    expect(s.smoothing()).toBe(0.999)
+  })
+
+  it('reports its memory', () => {
+    const s = stepSeries(
+      Array.from({ length: 1000 }, (_, i) => i + 1),
+      Array.from({ length: 1000 }, () => 2),
+    )
+    // loss and EMA chunks (Float32, 65,536 each) dominate at this size.
+    expect(s.bytes()).toBeGreaterThanOrEqual(2 * 4 * CHUNK_SIZE)
+    expect(() => s.column('nope')).toThrow('series has no column "nope" (has: loss, loss_ema)')
   })
 })

@@ -241,7 +241,7 @@ describe('TrainConsole', () => {
     expect(chart.dataset.points).toBe('2')
     expect(chart.dataset.valPoints).toBe('1')
     expect(chart.querySelector('canvas')?.getAttribute('aria-label')).toBe(
-      'Loss by step. train loss: 2 points; val loss: 1 point, latest 4.1000.',
+      'Loss by step. train loss: 2 points, 1 not finite; train loss (EMA): 2 points, 1 not finite; val loss: 1 point, latest 4.1000.',
     )
   })
 

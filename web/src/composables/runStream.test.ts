@@ -13,9 +13,9 @@ describe('applyBatch', () => {
     expect(r).toEqual({ applied: 4, duplicates: 0, gap: null, summaryChanged: true })
     expect(data.lastSeq).toBe(4)
     expect(data.eventCount).toBe(4)
-    expect(Array.from(data.train.x.subarray(0, data.train.length))).toEqual([1, 2, 3])
-    expect(Array.from(data.train.y.subarray(0, data.train.length))).toEqual([4.2, 3.9, 3.7])
-    expect(Array.from(data.val.x.subarray(0, data.val.length))).toEqual([2])
+    expect(data.train.stepArray()).toEqual([1, 2, 3])
+    expect(data.train.valueArray('loss')).toEqual([4.2, 3.9, 3.7])
+    expect(data.val.stepArray()).toEqual([2])
     expect(data.summary?.last_seq).toBe(4)
   })
 
@@ -41,7 +41,7 @@ describe('applyBatch', () => {
     // The refill then applies from 4 on without duplicating 3.
     const refill = applyBatch(data, [step(3, 3, 3.5), step(4, 4, 3.4), step(5, 5, 3.3), step(6, 6, 3.1)], null)
     expect(refill).toMatchObject({ applied: 3, duplicates: 1, gap: null })
-    expect(Array.from(data.train.x.subarray(0, data.train.length))).toEqual([1, 2, 3, 4, 5, 6])
+    expect(data.train.stepArray()).toEqual([1, 2, 3, 4, 5, 6])
   })
 
   it('treats a first event above 1 as a gap', () => {
@@ -77,8 +77,8 @@ describe('applyBatch', () => {
     const data = createRunData()
     applyBatch(data, [step(1, 1, 4), step(2, 2, NaN), step(3, 3, Infinity)], null)
     expect(data.train.length).toBe(3)
-    expect(Number.isNaN(data.train.y[1])).toBe(true)
-    expect(data.train.yExtent()).toEqual({ min: 4, max: 4 })
+    expect(Number.isNaN(data.train.column('loss').get(1))).toBe(true)
+    expect(data.train.column('loss').extent()).toEqual({ min: 4, max: 4 })
   })
 
   it('counts events of other kinds without adding points', () => {

@@ -3,7 +3,7 @@
 // useRunStream.ts wires these to a WebSocket and Vue; the unit tests target this file.
 
 import type { RunSummary, StoredEvent } from '../api/types'
-import { XYSeries } from '../chart/series'
+import { PointSeries } from '../chart/series'
 
 /** Where a resumed run started from, as its `run_start` event says. */
 export interface ResumeInfo {
@@ -22,10 +22,13 @@ export interface RunData {
   eventCount: number
   /** Latest summary from the server (it computes every figure). */
   summary: RunSummary | null
-  /** Training loss per step: x = step, y = loss. */
-  train: XYSeries
-  /** Validation loss per eval: x = step, y = val_loss. */
-  val: XYSeries
+  /**
+   * One point per optimizer step (x: step, tokens, time): columns `loss`, `lr`, `grad_norm`
+   * and `loss_ema` (the debiased EMA of `loss`, see chart/series.ts).
+   */
+  train: PointSeries
+  /** One point per eval: column `val_loss`; its tokens are the train step's. */
+  val: PointSeries
   /**
    * Set from the `run_start` event when it has `resumed_from` (the summary does not carry
    * it); `null` for a fresh run and before `run_start` arrives.
@@ -34,7 +37,16 @@ export interface RunData {
 }
 
 export function createRunData(): RunData {
-  return { lastSeq: 0, eventCount: 0, summary: null, train: new XYSeries(4096), val: new XYSeries(256), resumed: null }
+  return { lastSeq: 0, eventCount: 0, summary: null, train: createTrainSeries(), val: createValSeries(), resumed: null }
+}
+
+/** The train series: loss, lr, grad norm and the loss's EMA (TensorBoard's default weight 0.6). */
+export function createTrainSeries(): PointSeries {
+  return new PointSeries({ values: ['loss', 'lr', 'grad_norm'], lossy: ['lr', 'grad_norm'], smoothed: [{ name: 'loss_ema', of: 'loss' }], smoothing: 0.6 })
+}
+
+export function createValSeries(): PointSeries {
+  return new PointSeries({ values: ['val_loss'] })
 }
 
 /** A jump in `seq`: events `expected` … `got − 1` are missing. */
@@ -103,21 +115,36 @@ function applyEvent(data: RunData, event: StoredEvent): void {
         : null
       break
     case 'step':
-      pushSorted(data.train, event.step, event.loss)
+      // The chart shows optimizer steps as rank 0 reports them: micro-batch events and
+      // other ranks' copies would draw the same step several times.
+      if ((event.rank ?? 0) !== 0 || event.micro_step !== undefined || !Number.isFinite(event.step)) break
+      data.train.push({
+        step: event.step,
+        tokens: event.tokens,
+        timeSecs: event.time,
+        values: { loss: event.loss, lr: event.lr, grad_norm: event.grad_norm },
+      })
       break
     case 'eval':
-      pushSorted(data.val, event.step, event.val_loss)
+      if (!Number.isFinite(event.step)) break
+      data.val.push({ step: event.step, tokens: tokensAtStep(data.train, event.step), timeSecs: event.time, values: { val_loss: event.val_loss } })
       break
     default:
       break
   }
 }
 
-/** Series stay sorted by x; a point that would go back in x is left out. */
-function pushSorted(series: XYSeries, x: number, y: number): void {
-  if (!Number.isFinite(x)) return
-  if (series.length > 0 && x < series.lastX()) return
-  series.push(x, y)
+/**
+ * Tokens trained at `step`, from the train series' latest segment (an eval follows its
+ * step's event); NaN when the train series does not reach that step.
+ */
+function tokensAtStep(train: PointSeries, step: number): number {
+  const segments = train.segments()
+  if (segments.length === 0) return NaN
+  const [start, end] = segments[segments.length - 1]
+  const i = train.upperBound('step', start, end, step) - 1
+  if (i < start) return NaN
+  return train.step.get(i) === step ? train.tokens.get(i) : NaN
 }
 
 /** Reconnect back-off: `initialMs` doubling per attempt up to `maxMs`, ± `jitter`. */

@@ -95,7 +95,7 @@ describe('useRunStream', () => {
     expect(stream.lastSeq.value).toBe(4)
     expect(stream.summary.value?.tokens).toBe(400)
     expect(stream.data.train.length).toBe(4)
-    expect(Number.isNaN(stream.data.train.y[2])).toBe(true) // "NaN" on the wire
+    expect(Number.isNaN(stream.data.train.column('loss').get(2))).toBe(true) // "NaN" on the wire
     expect(onData).toHaveBeenCalledTimes(2)
   })
 
@@ -182,7 +182,7 @@ describe('useRunStream', () => {
     last().send(batch(4, 8))
     expect(stream.status.value).toBe('live')
     expect(stream.eventCount.value).toBe(8)
-    expect(Array.from(stream.data.train.x.subarray(0, stream.data.train.length))).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+    expect(stream.data.train.stepArray()).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
   })
 
   it('doubles the delay while attempts keep failing, and resets after a message', () => {

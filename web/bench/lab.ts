@@ -1,0 +1,263 @@
+// The chart lab: a blank page that drives our chart module and uPlot on the same data, for
+// the benchmark (bench/run.mjs) and the real-browser pixel test (e2e/chart.test.mjs).
+// Everything is on `window.lab`, called through page.evaluate.
+
+import uPlot from 'uplot'
+import 'uplot/dist/uPlot.min.css'
+import { LossChart, type ChartSeries } from '../src/chart/LossChart'
+import { PointSeries } from '../src/chart/series'
+
+/** A deterministic PRNG (mulberry32), so both charts and every run see the same data. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** A loss curve's point i: a decaying mean with noise; f32-exact, like a trainer's. */
+function makeLoss(seed: number) {
+  const random = rng(seed)
+  return (i: number) => Math.fround(1.6 + 2.6 * Math.exp(-i / 2e5) + 0.15 * (random() - 0.5))
+}
+
+const T0 = 1_764_400_000 // seconds since the epoch
+const TOKENS_PER_STEP = 2048
+
+let ours: { chart: LossChart; train: PointSeries; val: PointSeries; next: (i: number) => number } | null = null
+let up: { u: uPlot; xs: Float64Array; ys: Float64Array; ema: Float64Array; len: number; next: (i: number) => number } | null = null
+
+function oursHost(): HTMLElement {
+  const el = document.getElementById('ours')!
+  el.replaceChildren()
+  return el
+}
+
+function trainSeries(): PointSeries {
+  return new PointSeries({ values: ['loss'], smoothed: [{ name: 'loss_ema', of: 'loss' }], smoothing: 0.6 })
+}
+
+function pushStep(s: PointSeries, step: number, loss: number) {
+  s.push({ step, tokens: step * TOKENS_PER_STEP, timeSecs: T0 + step * 0.34 + (step % 7) * 0.001, values: { loss } })
+}
+
+function chartOf(train: PointSeries, val: PointSeries): LossChart {
+  const series: ChartSeries[] = [
+    { data: train, column: 'loss', label: 'train loss', colorVar: '--chart-train', fallbackColor: '#2563eb', style: 'line', lineWidth: 1, alpha: 0.3 },
+    { data: train, column: 'loss_ema', label: 'train loss (EMA)', colorVar: '--chart-train', fallbackColor: '#2563eb', style: 'line', lineWidth: 1 },
+    { data: val, column: 'val_loss', label: 'val loss', colorVar: '--chart-val', fallbackColor: '#e8590c', style: 'line+points', lineWidth: 2 },
+  ]
+  return new LossChart(oursHost(), { series, yLabel: 'loss', ariaLabel: 'lab' })
+}
+
+/** Force the canvas's pending drawing to be rasterized (reading a pixel waits for it). */
+function flush(canvas: HTMLCanvasElement) {
+  canvas.getContext('2d')!.getImageData(0, 0, 1, 1)
+}
+
+const lab = {
+  /** Fill our series with n points; returns the ingest time in ms and bytes per point. */
+  oursLoad(n: number, seed = 1) {
+    ours?.chart.destroy()
+    const next = makeLoss(seed)
+    const train = trainSeries()
+    const val = new PointSeries({ values: ['val_loss'] })
+    const t0 = performance.now()
+    for (let i = 1; i <= n; i++) pushStep(train, i, next(i))
+    train.column('loss').update()
+    train.column('loss_ema').update()
+    const ingestMs = performance.now() - t0
+    ours = { chart: null as unknown as LossChart, train, val, next }
+    return { ingestMs, bytesPerPoint: train.bytes() / n, wide: train.column('loss').isWide() }
+  },
+
+  /** First render of the loaded series: create the chart (it draws at once) and rasterize. */
+  oursFirstRender() {
+    if (!ours) throw new Error('oursLoad first')
+    const t0 = performance.now()
+    ours.chart = chartOf(ours.train, ours.val)
+    flush(ours.chart.canvas)
+    return performance.now() - t0
+  },
+
+  /** Append 100 points and redraw (what one animation frame does while live). */
+  oursAppend(count = 100) {
+    if (!ours) throw new Error('oursLoad first')
+    const { train, chart, next } = ours
+    const t0 = performance.now()
+    const start = train.length + 1
+    for (let i = start; i < start + count; i++) pushStep(train, i, next(i))
+    chart.invalidate()
+    chart.draw()
+    flush(chart.canvas)
+    return performance.now() - t0
+  },
+
+  /** Fill uPlot's arrays (with room to append), outside the timing. */
+  uplotLoad(n: number, seed = 1, room = 100_000) {
+    up?.u.destroy()
+    const next = makeLoss(seed)
+    const xs = new Float64Array(n + room)
+    const ys = new Float64Array(n + room)
+    const ema = new Float64Array(n + room)
+    let last = 0
+    let pow = 1
+    const fill = (i: number) => {
+      xs[i - 1] = i
+      const y = next(i)
+      ys[i - 1] = y
+      last = last * 0.6 + 0.4 * y
+      pow *= 0.6
+      ema[i - 1] = last / (1 - pow)
+    }
+    for (let i = 1; i <= n; i++) fill(i)
+    up = { u: null as unknown as uPlot, xs, ys, ema, len: n, next: (i) => (fill(i), 0) }
+  },
+
+  /** uPlot's first render of the same data on a 1200×400 canvas. */
+  async uplotFirstRender() {
+    if (!up) throw new Error('uplotLoad first')
+    const host = document.getElementById('uplot')!
+    host.replaceChildren()
+    const { xs, ys, ema, len } = up
+    const t0 = performance.now()
+    let drawn = false
+    up.u = new uPlot(
+      {
+        width: 1200,
+        height: 400,
+        pxAlign: 0,
+        legend: { show: false },
+        cursor: { show: false },
+        scales: { x: { time: false } },
+        series: [{}, { stroke: 'rgba(37,99,235,0.3)', width: 1 }, { stroke: '#2563eb', width: 1 }],
+        hooks: { draw: [() => (drawn = true)] },
+      },
+      [xs.subarray(0, len), ys.subarray(0, len), ema.subarray(0, len)] as unknown as uPlot.AlignedData,
+      host,
+    )
+    while (!drawn) await Promise.resolve()
+    flush(up.u.ctx.canvas)
+    return performance.now() - t0
+  },
+
+  /** uPlot: append 100 points (typed-array views, no copy) and redraw. */
+  async uplotAppend(count = 100) {
+    if (!up) throw new Error('uplotLoad first')
+    const t0 = performance.now()
+    for (let i = up.len + 1; i <= up.len + count; i++) up.next(i)
+    up.len += count
+    let drawn = false
+    const off = () => (drawn = true)
+    up.u.hooks.draw = [off]
+    up.u.setData([up.xs.subarray(0, up.len), up.ys.subarray(0, up.len), up.ema.subarray(0, up.len)] as unknown as uPlot.AlignedData)
+    while (!drawn) await Promise.resolve()
+    flush(up.u.ctx.canvas)
+    return performance.now() - t0
+  },
+
+  /** Free everything (between sizes). */
+  reset() {
+    ours?.chart?.destroy()
+    ours = null
+    up?.u?.destroy()
+    up = null
+    document.getElementById('uplot')!.replaceChildren()
+  },
+
+  // ---- for the pixel test ----
+
+  /**
+   * n points of flat loss 2.0 with one spike to 5.0 at step `spikeAt`, and NaN at
+   * `isolatedAt − 1` and `isolatedAt + 1` around a finite 1.0 (everything else 2.0).
+   * Draws only the raw loss, in a fixed colour, with a fixed y range; returns where the
+   * spike and the isolated point should be in canvas pixels.
+   */
+  pixelScene(n: number, spikeAt: number, isolatedAt: number) {
+    ours?.chart?.destroy()
+    const train = new PointSeries({ values: ['loss'] })
+    const val = new PointSeries({ values: ['val_loss'] })
+    for (let i = 1; i <= n; i++) {
+      let y = 2
+      if (i === spikeAt) y = 5
+      else if (i === isolatedAt - 1 || i === isolatedAt + 1) y = NaN
+      else if (i === isolatedAt) y = 1
+      train.push({ step: i, tokens: i * TOKENS_PER_STEP, timeSecs: T0 + i, values: { loss: y } })
+    }
+    const chart = new LossChart(oursHost(), {
+      series: [{ data: train, column: 'loss', label: 'train loss', colorVar: '--lab-none', fallbackColor: '#000000', style: 'line', lineWidth: 1 }],
+      yLabel: 'loss',
+      ariaLabel: 'pixel test',
+    })
+    ours = { chart, train, val, next: () => 2 }
+    chart.draw()
+    const layout = (chart as unknown as { layout: { left: number; right: number; top: number; bottom: number; xScale: { map(v: number): number }; yScale: { map(v: number): number } } }).layout
+    return {
+      width: chart.canvas.width,
+      height: chart.canvas.height,
+      box: { left: layout.left, right: layout.right, top: layout.top, bottom: layout.bottom },
+      spike: { x: layout.xScale.map(spikeAt), yTop: layout.yScale.map(5), yBase: layout.yScale.map(2) },
+      isolated: { x: layout.xScale.map(isolatedAt), y: layout.yScale.map(1), yBase: layout.yScale.map(2) },
+    }
+  },
+
+  // ---- diagnostics (not used by the benchmark's table) ----
+
+  /** Mean phase times (ms) of `n` appends of 100 points and redraws: where the time goes. */
+  profileAppend(n = 30) {
+    if (!ours) throw new Error('oursLoad and oursFirstRender first')
+    const { chart, train, next } = ours
+    chart.profile = {}
+    const out: Record<string, number> = { total: 0, push: 0, invalidate: 0, draw: 0, flush: 0 }
+    for (let k = 0; k < n; k++) {
+      const t0 = performance.now()
+      const start = train.length + 1
+      for (let i = start; i < start + 100; i++) pushStep(train, i, next(i))
+      const t1 = performance.now()
+      chart.invalidate()
+      const t2 = performance.now()
+      chart.draw()
+      const t3 = performance.now()
+      flush(chart.canvas)
+      const t4 = performance.now()
+      out.push += t1 - t0
+      out.invalidate += t2 - t1
+      out.draw += t3 - t2
+      out.flush += t4 - t3
+      out.total += t4 - t0
+    }
+    for (const [k, v] of Object.entries(chart.profile)) out[`draw.${k}`] = v
+    for (const k of Object.keys(out)) out[k] /= n
+    chart.profile = null
+    return out
+  },
+
+  /** Time (ms) to set the EMA weight (recomputing it over every point) and redraw. */
+  timeSmoothing(weight: number) {
+    if (!ours) throw new Error('oursLoad and oursFirstRender first')
+    const t0 = performance.now()
+    ours.train.setSmoothing(weight)
+    ours.chart.draw()
+    flush(ours.chart.canvas)
+    return performance.now() - t0
+  },
+
+  /** RGBA of the chart's canvas as a plain array (rows of width × 4). */
+  pixels(): { width: number; height: number; data: number[] } {
+    const canvas = ours!.chart.canvas
+    const img = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height)
+    return { width: img.width, height: img.height, data: Array.from(img.data) }
+  },
+}
+
+declare global {
+  interface Window {
+    lab: typeof lab
+  }
+}
+window.lab = lab
+document.body.dataset.ready = 'true'
