@@ -133,7 +133,7 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    p = p.mul_add(r, 0.5);
     let e_r = p.mul_add(r * r, r) + 1.0;
     let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
     let two_n = f32::from_bits(n_bits.wrapping_add(127) << 23);
@@ -756,14 +756,12 @@ multiversion! {
                 total += *x;
             }
             *loss = total.ln() + m - target_logit;
-            match grad_scale {
-                Some(scale) => {
-                    let factor = scale / total;
-                    row.iter_mut().for_each(|x| *x *= factor);
-                    row[target] -= scale;
-                }
-                // Leave the logits' exponentials: the caller asked only for the loss.
-                None => {}
+            // Without a gradient scale the caller asked only for the loss; the row is left
+            // holding the exponentials.
+            if let Some(scale) = grad_scale {
+                let factor = scale / total;
+                row.iter_mut().for_each(|x| *x *= factor);
+                row[target] -= scale;
             }
         }
     }
