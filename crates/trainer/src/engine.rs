@@ -14,7 +14,10 @@ use std::ops::Range;
 
 use candle_core::{Device, Tensor, Var};
 
+use rand::rngs::StdRng;
+
 use crate::kernels::{self, AdamWStep, AttentionShape};
+use crate::model::sample_token;
 use crate::optim::{AdamWParams, AdamWState};
 use crate::{TrainConfig, TrainError};
 
@@ -385,6 +388,48 @@ impl GptEngine {
         self.pool.install(|| state.clip_and_update(lr, max_norm))
     }
 
+    /// Generate `max_new_tokens` tokens after `prompt`, each drawn with `rng` from the softmax
+    /// of the last position's logits divided by `temperature` (as [`Gpt::generate`](crate::Gpt::generate),
+    /// which it replaces in the training loop: same sampling, same cropping of the context to
+    /// the last `block_size` tokens). `should_stop` is called before each token; when it
+    /// returns true, generation ends early with the tokens made so far. Returns only the new
+    /// tokens.
+    ///
+    /// # Errors
+    /// [`TrainError::Tensor`] if `prompt` is empty, `temperature` is not positive, or a token id
+    /// is outside the vocabulary.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_new_tokens: usize,
+        temperature: f64,
+        rng: &mut StdRng,
+        should_stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<u32>, TrainError> {
+        if prompt.is_empty() {
+            return Err(engine_error("generation needs a prompt of at least one token".into()));
+        }
+        if temperature.is_nan() || temperature <= 0.0 {
+            return Err(engine_error(format!("temperature must be positive, got {temperature}")));
+        }
+        let vocab = self.state.cfg.vocab_size as u32;
+        if let Some(bad) = prompt.iter().find(|&&id| id >= vocab) {
+            return Err(engine_error(format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        let block_size = self.state.cfg.block_size;
+        let state = &mut self.state;
+        let mut tokens = prompt.to_vec();
+        for _ in 0..max_new_tokens {
+            if should_stop() {
+                break;
+            }
+            let context = &tokens[tokens.len().saturating_sub(block_size)..];
+            let next = self.pool.install(|| sample_token(state.next_token_logits(context), temperature, rng));
+            tokens.push(next);
+        }
+        Ok(tokens.split_off(prompt.len()))
+    }
+
     /// The gradient of the parameter called `name` after [`GptEngine::forward_backward`].
     pub fn grad(&self, name: &str) -> Option<&[f32]> {
         let slot = self.state.layout.slots.iter().find(|s| s.name == name)?;
@@ -451,33 +496,63 @@ impl State {
     /// The forward pass and the per-token losses; with `want_grad`, the logits buffer is left
     /// holding ∂loss/∂logits. Returns the mean loss.
     fn forward(&mut self, tokens: &[u32], targets: &[u32], want_grad: bool) -> f64 {
-        let (t, c, v) = (self.cfg.block_size, self.cfg.n_embd, self.cfg.vocab_size);
-        let shape = self.attention_shape();
+        let (c, v) = (self.cfg.n_embd, self.cfg.vocab_size);
+        self.forward_to_ln_f(tokens, self.cfg.batch_size, self.cfg.block_size);
         let p = &self.params;
-        let lay = &self.layout;
         let buf = &mut self.buf;
-        kernels::embedding_forward(&mut buf.encoded, tokens, &p[lay.wte.clone()], &p[lay.wpe.clone()], t, c);
-        for (l, r) in lay.layers.iter().enumerate() {
-            let (done, rest) = buf.layers.split_at_mut(l);
-            let a = &mut rest[0];
-            let input: &[f32] = if l == 0 { &buf.encoded } else { &done[l - 1].res_3 };
-            kernels::layernorm_forward(&mut a.ln_1, &mut a.ln_1_mean, &mut a.ln_1_rstd, input, &p[r.ln_1_w.clone()], &p[r.ln_1_b.clone()]);
-            kernels::linear_forward(&mut a.qkv, &a.ln_1, &p[r.attn_w.clone()], Some(&p[r.attn_b.clone()]), None, c, 3 * c);
-            kernels::attention_forward(&mut a.atty, &mut a.att, &a.qkv, shape);
-            kernels::linear_forward(&mut a.res_2, &a.atty, &p[r.attn_proj_w.clone()], Some(&p[r.attn_proj_b.clone()]), Some(input), c, c);
-            kernels::layernorm_forward(&mut a.ln_2, &mut a.ln_2_mean, &mut a.ln_2_rstd, &a.res_2, &p[r.ln_2_w.clone()], &p[r.ln_2_b.clone()]);
-            kernels::linear_forward(&mut a.fc, &a.ln_2, &p[r.fc_w.clone()], Some(&p[r.fc_b.clone()]), None, c, 4 * c);
-            kernels::gelu_forward(&mut a.fc_gelu, &a.fc);
-            kernels::linear_forward(&mut a.res_3, &a.fc_gelu, &p[r.fc_proj_w.clone()], Some(&p[r.fc_proj_b.clone()]), Some(&a.res_2), 4 * c, c);
-        }
-        let last: &[f32] = buf.layers.last().map_or(&buf.encoded, |a| &a.res_3);
-        kernels::layernorm_forward(&mut buf.ln_f, &mut buf.ln_f_mean, &mut buf.ln_f_rstd, last, &p[lay.ln_f_w.clone()], &p[lay.ln_f_b.clone()]);
         // The head is tied to the token embedding: logits = ln_f · wteᵀ.
-        kernels::linear_forward(&mut buf.logits, &buf.ln_f, &p[lay.wte.clone()], None, None, c, v);
+        kernels::linear_forward(&mut buf.logits, &buf.ln_f, &p[self.layout.wte.clone()], None, None, c, v);
         let rows = targets.len();
         let grad_scale = want_grad.then_some(1.0 / rows as f32);
         kernels::cross_entropy(&mut buf.logits, &mut buf.losses, targets, v, grad_scale);
         buf.losses.iter().map(|&l| f64::from(l)).sum::<f64>() / rows as f64
+    }
+
+    /// The forward pass from the tokens `(b, t)` (at most `(batch_size, block_size)`) to the
+    /// final LayerNorm's output, in the first `b · t` rows of the buffers.
+    fn forward_to_ln_f(&mut self, tokens: &[u32], b: usize, t: usize) {
+        let c = self.cfg.n_embd;
+        let shape = AttentionShape { batch: b, seq: t, ..self.attention_shape() };
+        let n = b * t;
+        debug_assert!(tokens.len() == n && b <= self.cfg.batch_size && t <= self.cfg.block_size);
+        let p = &self.params;
+        let lay = &self.layout;
+        let buf = &mut self.buf;
+        let encoded = &mut buf.encoded[..n * c];
+        kernels::embedding_forward(encoded, tokens, &p[lay.wte.clone()], &p[lay.wpe.clone()], t, c);
+        for (l, r) in lay.layers.iter().enumerate() {
+            let (done, rest) = buf.layers.split_at_mut(l);
+            let a = &mut rest[0];
+            let input: &[f32] = if l == 0 { &buf.encoded[..n * c] } else { &done[l - 1].res_3[..n * c] };
+            let (ln_1, ln_1_mean, ln_1_rstd) = (&mut a.ln_1[..n * c], &mut a.ln_1_mean[..n], &mut a.ln_1_rstd[..n]);
+            kernels::layernorm_forward(ln_1, ln_1_mean, ln_1_rstd, input, &p[r.ln_1_w.clone()], &p[r.ln_1_b.clone()]);
+            let qkv = &mut a.qkv[..n * 3 * c];
+            kernels::linear_forward(qkv, ln_1, &p[r.attn_w.clone()], Some(&p[r.attn_b.clone()]), None, c, 3 * c);
+            let atty = &mut a.atty[..n * c];
+            kernels::attention_forward(atty, &mut a.att[..shape.att_len()], qkv, shape);
+            let res_2 = &mut a.res_2[..n * c];
+            kernels::linear_forward(res_2, atty, &p[r.attn_proj_w.clone()], Some(&p[r.attn_proj_b.clone()]), Some(input), c, c);
+            let (ln_2, ln_2_mean, ln_2_rstd) = (&mut a.ln_2[..n * c], &mut a.ln_2_mean[..n], &mut a.ln_2_rstd[..n]);
+            kernels::layernorm_forward(ln_2, ln_2_mean, ln_2_rstd, res_2, &p[r.ln_2_w.clone()], &p[r.ln_2_b.clone()]);
+            let fc = &mut a.fc[..n * 4 * c];
+            kernels::linear_forward(fc, ln_2, &p[r.fc_w.clone()], Some(&p[r.fc_b.clone()]), None, c, 4 * c);
+            let fc_gelu = &mut a.fc_gelu[..n * 4 * c];
+            kernels::gelu_forward(fc_gelu, fc);
+            let res_3 = &mut a.res_3[..n * c];
+            kernels::linear_forward(res_3, fc_gelu, &p[r.fc_proj_w.clone()], Some(&p[r.fc_proj_b.clone()]), Some(res_2), 4 * c, c);
+        }
+        let last: &[f32] = buf.layers.last().map_or(&buf.encoded[..n * c], |a| &a.res_3[..n * c]);
+        let (ln_f, ln_f_mean, ln_f_rstd) = (&mut buf.ln_f[..n * c], &mut buf.ln_f_mean[..n], &mut buf.ln_f_rstd[..n]);
+        kernels::layernorm_forward(ln_f, ln_f_mean, ln_f_rstd, last, &p[lay.ln_f_w.clone()], &p[lay.ln_f_b.clone()]);
+    }
+
+    /// Logits `(V,)` of the next token after `tokens` (one sequence, 1 to `block_size` ids).
+    fn next_token_logits(&mut self, tokens: &[u32]) -> &[f32] {
+        let (t, c, v) = (tokens.len(), self.cfg.n_embd, self.cfg.vocab_size);
+        self.forward_to_ln_f(tokens, 1, t);
+        let last = &self.buf.ln_f[(t - 1) * c..t * c];
+        kernels::linear_forward(&mut self.buf.logits[..v], last, &self.params[self.layout.wte.clone()], None, None, c, v);
+        &self.buf.logits[..v]
     }
 
     /// Backward of [`State::forward`] (called with `want_grad`): writes every gradient.
@@ -719,6 +794,43 @@ mod tests {
             let diff = grads.iter().zip(&widest).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(diff <= 1e-5 * scale, "{name}: max |diff| {diff}, max |grad| {scale}");
         }
+    }
+
+    /// The engine's samples are the composed model's: same tokens for the same weights and
+    /// random stream (logits agree to about 1e-6, far from any sampling boundary here), with
+    /// a context that outgrows `block_size`.
+    #[test]
+    fn generation_matches_the_composed_model() {
+        let cfg = small_cfg();
+        let store = ParamStore::seeded(6);
+        let model = Gpt::load(store.var_builder(), &cfg).unwrap();
+        for (_, var) in store.vars() {
+            var.set(&(var.as_detached_tensor() * 4.0).unwrap()).unwrap();
+        }
+        let mut engine = GptEngine::from_params(&cfg, &store.vars(), 2).unwrap();
+        let prompt = [10u32, 65, 66];
+        let new_tokens = 2 * cfg.block_size + 3;
+        let want = model.generate(&prompt, new_tokens, 0.8, &mut StdRng::seed_from_u64(9), &|| false).unwrap();
+        let got = engine.generate(&prompt, new_tokens, 0.8, &mut StdRng::seed_from_u64(9), &|| false).unwrap();
+        assert_eq!(got.len(), new_tokens);
+        assert_eq!(got, want);
+        // Distinct tokens: the weights are not degenerate.
+        assert!(got.iter().collect::<std::collections::BTreeSet<_>>().len() > 10);
+        // The last-position logits equal the composed model's.
+        let context: Vec<u32> = got[got.len() - cfg.block_size..].to_vec();
+        let idx = Tensor::from_slice(&context, (1, context.len()), &Device::Cpu).unwrap();
+        let reference = model.forward(&idx).unwrap().squeeze(0).unwrap().get(context.len() - 1).unwrap().to_vec1::<f32>().unwrap();
+        let logits = engine.state.next_token_logits(&context).to_vec();
+        let scale = max_abs(&reference);
+        let diff = logits.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-5 * scale, "max |diff| {diff}, max |logit| {scale}");
+
+        let stopped = engine.generate(&prompt, 10, 1.0, &mut StdRng::seed_from_u64(1), &|| true).unwrap();
+        assert!(stopped.is_empty());
+        let err = engine.generate(&[], 1, 1.0, &mut StdRng::seed_from_u64(1), &|| false).unwrap_err().to_string();
+        assert!(err.contains("at least one token"), "{err}");
+        let err = engine.generate(&prompt, 1, 0.0, &mut StdRng::seed_from_u64(1), &|| false).unwrap_err().to_string();
+        assert!(err.contains("temperature must be positive, got 0"), "{err}");
     }
 
     #[test]

@@ -172,7 +172,7 @@ pub fn train_with(
     cfg.validate()?;
 
     // ---- model and optimizer, fresh or restored ----
-    let Start { model, params, mut engine, step: start_step, tokens: start_tokens } = start(cfg, resume, options)?;
+    let Start { params, mut engine, step: start_step, tokens: start_tokens } = start(cfg, resume, options)?;
     let data = DataInfo {
         path: corpus.path().display().to_string(),
         sha256: corpus.sha256().to_string(),
@@ -184,7 +184,7 @@ pub fn train_with(
     let schedule = LrSchedule::from_config(cfg);
     let total_steps = cfg.total_steps();
     let tokens_per_step = cfg.tokens_per_step();
-    tracing::info!(params = model.num_params(), tokens_per_step, total_steps, start_step, threads = engine.threads(), "training starts");
+    tracing::info!(params = engine.num_params(), tokens_per_step, total_steps, start_step, threads = engine.threads(), "training starts");
 
     let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(format!("cannot serialize: {e}")))?;
     sink.emit(Event::now(RunStart {
@@ -238,9 +238,7 @@ pub fn train_with(
                 val_loss = Some(loss);
                 sink.emit(Event::now(Eval { step, val_loss: loss }));
             }
-            // Samples come from the composed model, which needs the current weights.
-            engine.write_params(&params)?;
-            if let Some(text) = sample(&model, cfg, step, abort)? {
+            if let Some(text) = sample(&mut engine, cfg, step, abort)? {
                 sink.emit(Event::now(Sample { step, text }));
             }
         }
@@ -275,11 +273,10 @@ pub fn train_with(
     Ok(outcome)
 }
 
-/// What a run starts from: the composed model and its parameters (for samples and
-/// checkpoints), the engine that trains (weights and AdamW state), and the step and token
-/// count already done.
+/// What a run starts from: the composed model's parameters (the checkpoint's variables), the
+/// engine that trains and samples (weights and AdamW state), and the step and token count
+/// already done.
 struct Start {
-    model: Gpt,
     params: Vec<(String, Var)>,
     engine: GptEngine,
     step: u64,
@@ -291,15 +288,16 @@ struct Start {
 fn start(cfg: &TrainConfig, resume: Option<&Path>, options: &TrainOptions) -> Result<Start, TrainError> {
     let Some(dir) = resume else {
         let store = ParamStore::seeded(cfg.seed);
-        let model = Gpt::load(store.var_builder(), cfg).context("building the model")?;
+        // Building the composed model draws the initial weights, by name and in its order.
+        Gpt::load(store.var_builder(), cfg).context("building the model")?;
         let params = store.vars();
         let engine = GptEngine::from_params(cfg, &params, options.threads)?;
-        return Ok(Start { model, params, engine, step: 0, tokens: 0 });
+        return Ok(Start { params, engine, step: 0, tokens: 0 });
     };
     let checkpoint = load_checkpoint(dir)?;
     check_resume_config(cfg, &checkpoint.meta.config, dir)?;
     let store = ParamStore::from_tensors(checkpoint.weights);
-    let model = Gpt::load(store.var_builder(), cfg)
+    Gpt::load(store.var_builder(), cfg)
         .map_err(|e| TrainError::checkpoint(dir, format!("weights do not fit the model: {e}")))?;
     if let Some(unused) = store.unused_names().first() {
         return Err(TrainError::checkpoint(dir, format!("weight {unused} is not a parameter of the model")));
@@ -307,7 +305,7 @@ fn start(cfg: &TrainConfig, resume: Option<&Path>, options: &TrainOptions) -> Re
     let params = store.vars();
     let mut engine = GptEngine::from_params(cfg, &params, options.threads)?;
     engine.load_optimizer_state(checkpoint.optimizer).map_err(|e| TrainError::checkpoint(dir, e.to_string()))?;
-    Ok(Start { model, params, engine, step: checkpoint.meta.step, tokens: checkpoint.meta.tokens })
+    Ok(Start { params, engine, step: checkpoint.meta.step, tokens: checkpoint.meta.tokens })
 }
 
 /// The config stored in the checkpoint directory `dir`, with `max_tokens` replaced when given:
@@ -380,15 +378,14 @@ fn evaluate(engine: &mut GptEngine, corpus: &Corpus, cfg: &TrainConfig, abort: &
 
 /// `cfg.sample_tokens` bytes generated after a newline, as text (invalid UTF-8 becomes U+FFFD);
 /// `None` if samples are disabled or `abort` was requested before the last token.
-fn sample(model: &Gpt, cfg: &TrainConfig, step: u64, abort: &AbortHandle) -> Result<Option<String>, TrainError> {
+fn sample(engine: &mut GptEngine, cfg: &TrainConfig, step: u64, abort: &AbortHandle) -> Result<Option<String>, TrainError> {
     if cfg.sample_tokens == 0 {
         return Ok(None);
     }
     let mut rng = derived_rng(cfg.seed, RngStream::Sample, step);
     let should_stop = || abort.is_requested();
-    let tokens = model
-        .generate(&[u32::from(SAMPLE_PROMPT)], cfg.sample_tokens, SAMPLE_TEMPERATURE, &mut rng, &should_stop)
-        .context("generating a sample")?;
+    let tokens =
+        engine.generate(&[u32::from(SAMPLE_PROMPT)], cfg.sample_tokens, SAMPLE_TEMPERATURE, &mut rng, &should_stop)?;
     if tokens.len() < cfg.sample_tokens {
         return Ok(None);
     }
