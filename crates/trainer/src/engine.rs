@@ -1,13 +1,14 @@
 //! The training hot path of the GPT: a fixed forward and backward over flat f32 buffers that
 //! are allocated once (as llm.c's `train_gpt2.c`), the fused operations of [`crate::kernels`],
 //! gradient-norm clipping and a fused AdamW update, all on one rayon pool of `--threads`
-//! threads.
+//! threads; and the same forward for evaluation and for generating samples.
 //!
 //! The composed candle model ([`crate::Gpt`]) stays the reference and the owner of the
 //! checkpoint format: [`GptEngine::from_params`] copies the weights in by their checkpoint
-//! names, [`GptEngine::write_params`] copies them back (for samples and checkpoints), and
+//! names, [`GptEngine::write_params`] copies them back (for checkpoints), and
 //! [`GptEngine::optimizer_state`] / [`GptEngine::load_optimizer_state`] speak the same
-//! [`AdamWState`] as [`crate::AdamW`]. Tests check gradients and 50-step loss curves against it.
+//! [`AdamWState`] as [`crate::AdamW`]. Tests check every operation's gradient, the whole model's
+//! gradients, 50-step loss curves and generated samples against it.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
