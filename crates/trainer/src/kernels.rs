@@ -7,7 +7,7 @@
 //!   with `Parallelism::None`: the work is split across the current rayon pool here, so only
 //!   one pool ever runs.
 //! * Elementwise and row-wise operations (LayerNorm, GELU, softmax, cross-entropy, AdamW) are
-//!   written so that the compiler vectorises them, and compiled three times by [`multiversion!`]:
+//!   written so that the compiler vectorises them, and compiled three times by `multiversion!`:
 //!   for AVX-512, for AVX2 + FMA, and portable; the widest the CPU has runs.
 //! * Every parallel loop runs on the calling thread's rayon pool, so callers decide the thread
 //!   count with `ThreadPool::install`.
