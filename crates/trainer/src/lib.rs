@@ -4,6 +4,9 @@
 //! * [`Corpus`]: a UTF-8 text file split 90/10 into train and validation bytes;
 //!   [`tinyshakespeare_path`] fetches and caches the default corpus.
 //! * [`Gpt`]: the model (nanoGPT's architecture), its weights in a [`ParamStore`].
+//! * [`GptEngine`]: the training hot path for that model: a fixed forward/backward with
+//!   buffers allocated once, the fused operations of [`kernels`], AdamW, generation; tested
+//!   against [`Gpt`].
 //! * [`AdamW`], [`LrSchedule`], [`clip_grad_norm`]: the optimizer.
 //! * [`save_checkpoint`] / [`load_checkpoint`]: atomic checkpoint directories.
 //! * [`train`]: the loop, reporting [`trainconsole_protocol::Event`]s to an [`EventSink`] and
