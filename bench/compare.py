@@ -38,10 +38,14 @@ def cpu_mhz():
     return float("nan")
 
 
-def rust_peaks(rust, threads):
-    out = subprocess.run([rust, "--peak", "--threads", str(threads)], capture_output=True, text=True, check=True)
-    peaks = json.loads(out.stdout.strip().splitlines()[-1])
-    return peaks["fma_gflops"], peaks["gemm_gflops"]
+def rust_peaks(rust, threads, tries=3):
+    """Best of `tries` runs of `bench_train --peak`: other processes can only lower a peak."""
+    fma, gemm = 0.0, 0.0
+    for _ in range(tries):
+        out = subprocess.run([rust, "--peak", "--threads", str(threads)], capture_output=True, text=True, check=True)
+        peaks = json.loads(out.stdout.strip().splitlines()[-1])
+        fma, gemm = max(fma, peaks["fma_gflops"]), max(gemm, peaks["gemm_gflops"])
+    return fma, gemm
 
 
 def torch_gemm_gflops(python, threads):

@@ -27,6 +27,7 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
     "$venv/bin/pip" install --quiet --no-deps "torch==$torch_version"
     "$venv/bin/python" "$root/bench/torch_requirements.py" > "$venv/torch-requirements.txt"
     "$venv/bin/pip" install --quiet -r "$venv/torch-requirements.txt" numpy
+    echo "bench: (pip's note that triton and cuda-bindings are not installed is expected: they are left out on purpose)" >&2
 fi
 
 (cd "$root" && cargo build --quiet --release -p trainconsole-trainer --example bench_train)
