@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Every test of trainconsole, on a fresh machine: installs what is missing (Debian's Chromium,
-# the web page's npm packages), then runs the Rust tests, the web unit tests (Vitest) and the
+# Every test of trainconsole, on a fresh machine: installs what is missing (Debian's Chromium
+# and python3, the web page's npm packages), then runs the Rust tests, the web unit tests (Vitest) and the
 # real-browser test (playwright-core driving /usr/bin/chromium against the real binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if ! [ -x /usr/bin/chromium ]; then
-  step "installing Debian's chromium for the real-browser test"
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)           # the real-browser test
+command -v python3 >/dev/null || missing+=(python3)       # the Python client and toy trainer tests
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]} (Debian packages) for the tests"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
 if ! command -v npm >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
   echo "error: Node.js 20 or newer with npm is needed to build and test the web page" >&2

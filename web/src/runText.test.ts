@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parseSummary } from './api/types'
-import { joinSentences, stateAnnouncement, stateHeadline } from './runText'
+import { forceKillInSecs, joinSentences, processEndText, stateAnnouncement, stateHeadline } from './runText'
 
 const summary = (extra: Record<string, unknown>) => parseSummary({ id: 'r', state: 'running', step: 1234, tokens: 0, last_seq: 9, ...extra })!
 
@@ -16,6 +16,30 @@ describe('run sentences', () => {
     expect(stateHeadline(summary({ state: 'failed', message: 'loss is NaN' }))).toBe('Failed at step 1,234: loss is NaN')
     expect(stateAnnouncement(summary({ state: 'stopping' }))).toBe('Stopping: the trainer is finishing its step and saving a checkpoint.')
     expect(stateAnnouncement(summary({ state: 'interrupted' }))).toBe('Run interrupted at step 1,234.')
+  })
+})
+
+describe('stopping and force kill', () => {
+  const stopping = summary({ state: 'stopping', stopping_since: 1000, force_kill_grace_secs: 60 })
+
+  it('says for how long a run has been stopping', () => {
+    expect(stateHeadline(stopping, 1_012_900)).toBe('Stopping… (12 s): the trainer is finishing its step and saving a checkpoint')
+    expect(stateHeadline(stopping)).toBe('Stopping… the trainer is finishing its step and saving a checkpoint')
+    expect(stateHeadline(summary({ state: 'stopping' }), 1_012_900)).toBe('Stopping… the trainer is finishing its step and saving a checkpoint')
+  })
+
+  it('counts down to force kill only for a stopping run the console can kill', () => {
+    expect(forceKillInSecs(stopping, 1_012_900)).toBe(48)
+    expect(forceKillInSecs(stopping, 1_059_500)).toBe(1)
+    expect(forceKillInSecs(stopping, 1_060_000)).toBe(0)
+    expect(forceKillInSecs(stopping, 1_900_000)).toBe(0)
+    expect(forceKillInSecs(summary({ state: 'stopping', stopping_since: 1000 }), 1_900_000)).toBeNull()
+    expect(forceKillInSecs(summary({ state: 'aborted', stopping_since: 1000, force_kill_grace_secs: 60 }), 1_900_000)).toBeNull()
+  })
+
+  it('says how a process ended', () => {
+    expect(processEndText({ exit_code: null, signal: 'SIGKILL', output_tail: [] })).toBe('killed by SIGKILL')
+    expect(processEndText({ exit_code: 3, signal: null, output_tail: [] })).toBe('exit status 3')
   })
 })
 

@@ -1,6 +1,6 @@
 // Sentences about a run, for notices and the screen-reader live region. Pure.
 
-import type { RunSummary } from './api/types'
+import type { ProcessExit, RunSummary } from './api/types'
 import { formatInt } from './format'
 
 /** The step a run stopped at: its checkpoint's step when it has one, else its last step. */
@@ -8,13 +8,44 @@ function stopStep(summary: RunSummary): number {
   return summary.checkpoint_step ?? summary.step
 }
 
-/** Headline for a run's current state, e.g. "Aborted at step 120". */
-export function stateHeadline(summary: RunSummary): string {
+/**
+ * Whole seconds since the run was asked to stop, at `nowMs` (milliseconds since the Unix
+ * epoch); null when no abort was requested.
+ */
+export function stoppingSecs(summary: RunSummary, nowMs: number): number | null {
+  if (summary.stopping_since == null) return null
+  return Math.max(0, Math.floor(nowMs / 1000 - summary.stopping_since))
+}
+
+/**
+ * Whole seconds until Force kill is accepted (0: now), for a stopping run whose process the
+ * console started; null when Force kill does not apply.
+ */
+export function forceKillInSecs(summary: RunSummary, nowMs: number): number | null {
+  if (summary.state !== 'stopping' || summary.force_kill_grace_secs == null || summary.stopping_since == null) return null
+  return Math.max(0, Math.ceil(summary.stopping_since + summary.force_kill_grace_secs - nowMs / 1000))
+}
+
+/** How a trainer's process ended, e.g. "exit status 0", "killed by SIGKILL". */
+export function processEndText(exit: ProcessExit): string {
+  if (exit.signal) return `killed by ${exit.signal}`
+  if (exit.exit_code !== null) return `exit status ${exit.exit_code}`
+  return 'ended'
+}
+
+/**
+ * Headline for a run's current state, e.g. "Aborted at step 120". With `nowMs`, a stopping
+ * run says for how long it has been stopping: "Stopping… (12 s): …".
+ */
+export function stateHeadline(summary: RunSummary, nowMs?: number): string {
   switch (summary.state) {
     case 'running':
       return 'Training'
-    case 'stopping':
-      return 'Stopping… the trainer is finishing its step and saving a checkpoint'
+    case 'stopping': {
+      const secs = nowMs === undefined ? null : stoppingSecs(summary, nowMs)
+      const what = 'the trainer is finishing its step and saving a checkpoint'
+      return secs === null ? `Stopping… ${what}` : `Stopping… (${secs} s): ${what}`
+    }
     case 'aborted':
       return `Aborted at step ${formatInt(stopStep(summary))}`
     case 'completed':

@@ -69,6 +69,8 @@ pub enum EventBody {
     Checkpoint(Checkpoint),
     /// The run's state changed.
     State(StateChange),
+    /// The trainer's process ended (reported by the console that started it).
+    Exit(ProcessExit),
 }
 
 impl EventBody {
@@ -81,6 +83,7 @@ impl EventBody {
             EventBody::Sample(_) => "sample",
             EventBody::Checkpoint(_) => "checkpoint",
             EventBody::State(_) => "state",
+            EventBody::Exit(_) => "exit",
         }
     }
 }
@@ -191,6 +194,35 @@ pub struct StateChange {
     pub message: String,
 }
 
+/// `kind: "exit"`: the trainer's process ended. Reported by `trainconsole run`, which
+/// started the process; a trainer never reports its own exit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessExit {
+    /// Exit status of a process that exited on its own (0 is success); `None` when a signal
+    /// ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Name of the signal that ended the process (`"SIGKILL"`, or `"signal 40"` for one
+    /// without a name); `None` when it exited on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// The last lines the process wrote (stdout lines that were not events, and stderr),
+    /// oldest first; at most 50.
+    #[serde(default)]
+    pub output_tail: Vec<String>,
+}
+
+impl ProcessExit {
+    /// How the process ended, for people: `"exit status 0"`, `"killed by SIGKILL"`.
+    pub fn describe(&self) -> String {
+        match (&self.signal, self.exit_code) {
+            (Some(signal), _) => format!("killed by {signal}"),
+            (None, Some(code)) => format!("exit status {code}"),
+            (None, None) => "ended".to_string(),
+        }
+    }
+}
+
 /// Life cycle of a run: `running` → (`stopping` →) `aborted` | `completed` | `failed`.
 ///
 /// `interrupted` is never reported by a producer: a viewer shows it for a run whose producer
@@ -245,7 +277,7 @@ macro_rules! into_body {
         }
     )*};
 }
-into_body!(RunStart => RunStart, Step => Step, Eval => Eval, Sample => Sample, Checkpoint => Checkpoint, StateChange => State);
+into_body!(RunStart => RunStart, Step => Step, Eval => Eval, Sample => Sample, Checkpoint => Checkpoint, StateChange => State, ProcessExit => Exit);
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,6 @@ pub mod float;
 pub mod summary;
 
 pub use event::{
-    Checkpoint, Eval, Event, EventBody, RunStart, RunState, Sample, StateChange, Step, StoredEvent,
+    Checkpoint, Eval, Event, EventBody, ProcessExit, RunStart, RunState, Sample, StateChange, Step, StoredEvent,
 };
 pub use summary::{RunSummary, ThroughputMeter};

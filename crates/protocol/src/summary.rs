@@ -16,7 +16,7 @@
 //!   [`MIN_ETA_STEPS`] steps after warm-up spanning [`MIN_RATE_INTERVAL_SECS`]; `0` once the
 //!   budget is reached; `None` again once the run has ended.
 
-use crate::event::{Event, EventBody, RunState, Sample, StoredEvent};
+use crate::event::{Event, EventBody, ProcessExit, RunState, Sample, StoredEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -89,6 +89,15 @@ pub struct RunSummary {
     pub checkpoint_step: Option<u64>,
     /// Latest generated text sample.
     pub sample: Option<Sample>,
+    /// `time` of the first `stopping` state event: when the abort was requested (or the
+    /// trainer began to stop on its own); `None` while no one has asked the run to stop.
+    pub stopping_since: Option<f64>,
+    /// How the trainer's process ended, when the console that started it reported it.
+    pub exit: Option<ProcessExit>,
+    /// For a run whose process this console started (`trainconsole run`): seconds after
+    /// `stopping_since` from which a force kill is accepted. `None` when the console cannot
+    /// kill the run's process. Set by the server, not folded from events.
+    pub force_kill_grace_secs: Option<f64>,
     /// Rate bookkeeping; not part of the wire format.
     #[serde(skip)]
     pub meter: ThroughputMeter,
@@ -145,6 +154,14 @@ impl RunSummary {
             EventBody::State(change) => {
                 self.state = change.state;
                 self.message = change.message.clone();
+                if change.state == RunState::Stopping {
+                    self.stopping_since.get_or_insert(time);
+                }
+            }
+            EventBody::Exit(exit) => {
+                self.exit = Some(exit.clone());
+                // A dead process cannot be killed.
+                self.force_kill_grace_secs = None;
             }
         }
         self.refresh_derived();

@@ -1,6 +1,8 @@
 //! The HTTP API and WebSocket stream (see docs/api.md), and the embedded page.
 
-use crate::hub::{Hub, HubError, RunEntry};
+use crate::hub::{Hub, HubError, IngestAnswer, RunEntry};
+use crate::ingest::{self, MAX_INGEST_BODY_BYTES};
+use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -8,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,6 +31,13 @@ pub const STREAM_BATCH_INTERVAL: Duration = Duration::from_millis(50);
 pub const STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The server pings each viewer this often, which also keeps proxies from closing quiet sockets.
 pub const STREAM_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// A body larger than [`MAX_INGEST_BODY_BYTES`] is still read (and thrown away) up to this
+/// size before the 413 answer, so that a client still sending gets the answer rather than a
+/// reset connection; a larger one is answered at once.
+pub const MAX_DRAINED_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Longest `Idempotency-Key` accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 200;
 
 /// Content-Security-Policy of the page: its own scripts and styles only, no inline script,
 /// no framing by other sites.
@@ -67,11 +77,12 @@ pub fn router(hub: Hub, assets: Assets) -> Router {
 /// The console's router, answering the `Host` names `hosts` allows.
 pub fn router_for_hosts(hub: Hub, assets: Assets, hosts: AllowedHosts) -> Router {
     Router::new()
-        .route("/api/runs", get(list_runs))
+        .route("/api/runs", get(list_runs).post(create_run))
         .route("/api/runs/{id}", get(get_run))
-        .route("/api/runs/{id}/events", get(get_events))
+        .route("/api/runs/{id}/events", get(get_events).post(post_events))
         .route("/api/runs/{id}/stream", get(stream))
         .route("/api/runs/{id}/abort", post(abort))
+        .route("/api/runs/{id}/kill", post(kill))
         .fallback(page)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(same_origin_only))
@@ -121,7 +132,11 @@ impl From<HubError> for ApiError {
             HubError::Finished { state, .. } | HubError::NoProducer { state, .. } => {
                 ApiError { status: StatusCode::CONFLICT, message: err.to_string(), state: Some(*state) }
             }
-            HubError::OtherProcess { .. } => ApiError::new(StatusCode::CONFLICT, err.to_string()),
+            HubError::OtherProcess { .. } | HubError::NotKillable(_) | HubError::KillTooEarly { .. } => {
+                ApiError::new(StatusCode::CONFLICT, err.to_string())
+            }
+            HubError::MissingToken(_) => ApiError::new(StatusCode::UNAUTHORIZED, err.to_string()),
+            HubError::WrongToken(_) | HubError::NotExternal(_) => ApiError::new(StatusCode::FORBIDDEN, err.to_string()),
             HubError::Store(_) | HubError::WriteFailed(_) | HubError::WriterGone => {
                 tracing::error!("{err}");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
@@ -144,7 +159,11 @@ impl IntoResponse for ApiError {
             #[serde(skip_serializing_if = "Option::is_none")]
             state: Option<RunState>,
         }
-        (self.status, Json(Body { error: self.message, state: self.state })).into_response()
+        let mut response = (self.status, Json(Body { error: self.message, state: self.state })).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 
@@ -220,6 +239,117 @@ struct AbortAnswer {
 
 async fn abort(State(app): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<AbortAnswer>), ApiError> {
     let state = app.hub.abort(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(AbortAnswer { state })))
+}
+
+#[derive(Serialize)]
+struct CreatedRun {
+    id: String,
+    /// The run's write token: `Authorization: Bearer TOKEN` on its posts.
+    token: String,
+    /// The run's console page.
+    url: String,
+}
+
+/// `POST /api/runs`: create a run reported by an external trainer.
+async fn create_run(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<CreatedRun>), ApiError> {
+    let bytes = read_body(body, &headers).await?;
+    let text = std::str::from_utf8(&bytes).map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not UTF-8: {err}")))?;
+    let new_run = ingest::parse_new_run(text).map_err(|problem| ApiError::new(StatusCode::BAD_REQUEST, problem))?;
+    let (entry, token) = app.hub.create_external_run(new_run.start, new_run.time, new_run.force_kill_grace_secs, None).await?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let id = entry.id().to_string();
+    Ok((StatusCode::CREATED, Json(CreatedRun { url: format!("http://{host}/runs/{id}"), id, token })))
+}
+
+/// A failed post: the error, the line it names, and what the trainer should know anyway.
+#[derive(Serialize)]
+struct IngestError {
+    error: String,
+    line: usize,
+    #[serde(flatten)]
+    answer: IngestAnswer,
+}
+
+/// `POST /api/runs/{id}/events`: store a batch posted by an external trainer.
+async fn post_events(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(|token| token.trim().to_string());
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(key) if !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_BYTES => Some(key.to_string()),
+            _ => {
+                let message = format!("the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII characters");
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, message));
+            }
+        },
+    };
+    let hub = app.hub.clone();
+    let entry = blocking(move || hub.authorize(&id, token.as_deref())).await?;
+    let bytes = read_body(body, &headers).await?;
+    let (text, utf8_error) = match std::str::from_utf8(&bytes) {
+        Ok(text) => (text, None),
+        Err(err) => {
+            // Read the whole lines before the first invalid byte, and name its line.
+            let valid = &bytes[..err.valid_up_to()];
+            let cut = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let problem = format!("not UTF-8 (byte {} of the body)", err.valid_up_to());
+            (std::str::from_utf8(&bytes[..cut]).unwrap_or(""), Some(ingest::LineError { line, problem }))
+        }
+    };
+    let batch = ingest::parse_batch(text);
+    // The first problem in the body is the one named.
+    let error = match (batch.error, utf8_error) {
+        (Some(parse), Some(utf8)) if parse.line < utf8.line => Some(parse),
+        (_, Some(utf8)) => Some(utf8),
+        (parse, None) => parse,
+    };
+    let answer = app.hub.ingest(&entry, batch.events, key).await?;
+    Ok(match error {
+        None => Json(answer).into_response(),
+        Some(error) => {
+            let body = IngestError { error: error.to_string(), line: error.line, answer };
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+    })
+}
+
+/// Read a request body of at most [`MAX_INGEST_BODY_BYTES`]; 413 for a larger one.
+async fn read_body(body: Body, headers: &HeaderMap) -> Result<Vec<u8>, ApiError> {
+    let too_large = || {
+        let message = format!("the body is larger than {} MiB; post the events in smaller batches", MAX_INGEST_BODY_BYTES / (1024 * 1024));
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+    };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_DRAINED_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let (mut bytes, mut total) = (Vec::new(), 0usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, format!("reading the body failed: {err}")))?;
+        total += chunk.len();
+        if total <= MAX_INGEST_BODY_BYTES {
+            bytes.extend_from_slice(&chunk);
+        } else if total > MAX_DRAINED_BODY_BYTES {
+            break;
+        }
+    }
+    if total > MAX_INGEST_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// `POST /api/runs/{id}/kill`: force-kill the process of a run that did not stop.
+async fn kill(State(app): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<AbortAnswer>), ApiError> {
+    let hub = app.hub.clone();
+    let state = blocking(move || hub.kill(&id)).await?;
     Ok((StatusCode::ACCEPTED, Json(AbortAnswer { state })))
 }
 

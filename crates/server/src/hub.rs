@@ -7,14 +7,14 @@
 //! between the two it sees every seq, and one that falls behind the broadcast resyncs from
 //! the store (see [`crate::http`]).
 
-use crate::store::{Store, StoreError, StoredRun};
+use crate::store::{BatchRecord, ExternalRun, Store, StoreError, StoredRun};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use trainconsole_protocol::{Event, RunState, RunSummary, StateChange, StoredEvent};
+use trainconsole_protocol::{Event, RunStart, RunState, RunSummary, StateChange, StoredEvent};
 
 /// File in a run's directory that the process training it keeps locked while it runs; it
 /// holds that process's console address. Another process (`trainconsole serve` on the same
@@ -23,6 +23,13 @@ use trainconsole_protocol::{Event, RunState, RunSummary, StateChange, StoredEven
 pub const PRODUCER_LOCK_FILE: &str = "producer.lock";
 /// How often a run trained by another process is read back from the store.
 pub const FOREIGN_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A run reported over HTTP whose trainer has posted nothing (not even an empty poll) for
+/// this long shows as `interrupted` until it posts again. The Python client polls every
+/// second, `trainconsole run` every 0.5 s.
+pub const EXTERNAL_SILENCE: Duration = Duration::from_secs(60);
+/// How often runs reported over HTTP are checked for [`EXTERNAL_SILENCE`].
+const SILENCE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Capacity of the channel from producers to the writer, in batches.
 pub const WRITE_QUEUE_BATCHES: usize = 1024;
@@ -57,6 +64,21 @@ pub enum HubError {
     /// The writer thread has stopped (the process is shutting down or the store failed).
     #[error("the event writer has stopped")]
     WriterGone,
+    /// A post to an external run came without its write token.
+    #[error("run {0} takes events only with its write token: send `Authorization: Bearer TOKEN` (the token POST /api/runs answered)")]
+    MissingToken(String),
+    /// A post to an external run came with a token that is not its own.
+    #[error("the write token is not run {0}'s")]
+    WrongToken(String),
+    /// A post to a run that this console trains itself.
+    #[error("run {0} is trained by this console, not reported over HTTP; create a run with POST /api/runs to report one")]
+    NotExternal(String),
+    /// A force kill of a run whose process this console did not start.
+    #[error("run {0}'s process was not started by this console (`trainconsole run`), so it cannot kill it")]
+    NotKillable(String),
+    /// A force kill before the abort request, or before the grace period after it is over.
+    #[error("run {id}: {reason}")]
+    KillTooEarly { id: String, reason: String },
 }
 
 /// What the abort endpoint calls to ask a producer to stop. Must return at once.
@@ -75,10 +97,42 @@ pub struct RunEntry {
     other_console: Mutex<Option<String>>,
     /// Whether the last write of this run's events failed (to log a failure once).
     store_failing: AtomicBool,
+    /// Set for a run reported over HTTP by an external trainer.
+    external: Option<External>,
+}
+
+/// What the hub keeps of a run reported over HTTP (`POST /api/runs`).
+struct External {
+    /// SHA-256 of the write token, lowercase hex.
+    token_sha256: String,
+    /// A viewer asked to force-kill the trainer's process; the console that started it
+    /// learns so from the answer to its next post.
+    kill_requested: AtomicBool,
+    /// State and message the run had when this console showed it as `interrupted` (it was
+    /// not running when the console started, or its trainer fell silent); they come back
+    /// when the trainer posts again.
+    interrupted_from: Mutex<Option<(RunState, String)>>,
+    /// When the trainer last posted (events or an empty poll), or the run was created or loaded.
+    last_post: Mutex<std::time::Instant>,
+}
+
+impl External {
+    fn new(token_sha256: String, interrupted_from: Option<(RunState, String)>) -> Self {
+        Self {
+            token_sha256,
+            kill_requested: AtomicBool::new(false),
+            interrupted_from: Mutex::new(interrupted_from),
+            last_post: Mutex::new(std::time::Instant::now()),
+        }
+    }
 }
 
 impl RunEntry {
     fn new(id: String, summary: RunSummary) -> Self {
+        Self::with_external(id, summary, None)
+    }
+
+    fn with_external(id: String, summary: RunSummary, external: Option<External>) -> Self {
         let (live, _) = broadcast::channel(LIVE_BROADCAST_BATCHES);
         Self {
             id,
@@ -89,6 +143,7 @@ impl RunEntry {
             producer_lock: Mutex::new(None),
             other_console: Mutex::new(None),
             store_failing: AtomicBool::new(false),
+            external,
         }
     }
 
@@ -135,8 +190,37 @@ impl RunEntry {
 struct WriteRequest {
     run_id: String,
     events: Vec<Event>,
-    ack: Option<oneshot::Sender<Result<u64, String>>>,
+    ack: Option<oneshot::Sender<Result<Written, String>>>,
+    /// Idempotency key of a posted batch: events of it stored before are skipped.
+    key: Option<String>,
 }
+
+/// What the writer did with one request: the run's last seq after it, and how many of its
+/// events it stored (fewer than sent when an idempotent batch was sent again).
+#[derive(Debug, Clone, Copy)]
+struct Written {
+    last_seq: u64,
+    stored: u64,
+}
+
+/// The answer to a post of events to an external run (`POST /api/runs/{id}/events`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IngestAnswer {
+    /// The run's latest stored seq after this post.
+    pub last_seq: u64,
+    /// Events of this post stored now (fewer than posted when a batch is posted again).
+    pub stored: u64,
+    /// Someone asked the run to stop: the trainer should save a checkpoint, report it, and
+    /// report `state: aborted`.
+    pub abort_requested: bool,
+    /// A viewer asked to force-kill the trainer's process (for the console that started it).
+    pub kill_requested: bool,
+    /// The run's state as the console shows it.
+    pub state: RunState,
+}
+
+/// Length of a write token in random bytes (written as 64 hex digits).
+pub const WRITE_TOKEN_BYTES: usize = 32;
 
 /// The console's shared state. Cheap to clone.
 #[derive(Clone)]
@@ -181,6 +265,17 @@ impl Hub {
             .name("trainconsole-writer".into())
             .spawn(move || writer_loop(writer_hub, writer_store, write_rx))
             .map_err(|source| StoreError::RunsDir { path: runs_dir.to_path_buf(), source })?;
+        let watched = Arc::downgrade(&hub.inner);
+        std::thread::Builder::new()
+            .name("trainconsole-silence".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(SILENCE_CHECK_INTERVAL);
+                    let Some(inner) = watched.upgrade() else { break };
+                    Hub { inner }.interrupt_silent_runs(EXTERNAL_SILENCE);
+                }
+            })
+            .map_err(|source| StoreError::RunsDir { path: runs_dir.to_path_buf(), source })?;
         Ok(hub)
     }
 
@@ -220,17 +315,23 @@ impl Hub {
         if let Some(entry) = lock(&self.inner.runs).get(id) {
             return Ok(entry.clone());
         }
-        let (exists, summary) = self.read(|store| {
+        let (exists, summary, external) = self.read(|store| {
             if !store.has_run(id)? {
-                return Ok((false, RunSummary::new(id)));
+                return Ok((false, RunSummary::new(id), None));
             }
-            Ok((true, fold_stored(store, id)?))
+            Ok((true, fold_stored(store, id)?, store.external_run(id)?))
         })?;
         if !exists {
             return Err(HubError::UnknownRun(id.to_string()));
         }
         let other_console = producer_elsewhere(&self.inner.runs_dir.join(id));
         let mut summary = summary;
+        let external = external.map(|record| {
+            if summary.exit.is_none() {
+                summary.force_kill_grace_secs = record.force_kill_grace_secs;
+            }
+            External::new(record.token_sha256, Some((summary.state, summary.message.clone())))
+        });
         if other_console.is_none() {
             summary.mark_interrupted();
         }
@@ -238,7 +339,7 @@ impl Hub {
         if let Some(entry) = runs.get(id) {
             return Ok(entry.clone());
         }
-        let entry = Arc::new(RunEntry::new(id.to_string(), summary));
+        let entry = Arc::new(RunEntry::with_external(id.to_string(), summary, external));
         runs.insert(id.to_string(), entry.clone());
         drop(runs);
         if let Some(console) = other_console {
@@ -252,6 +353,170 @@ impl Hub {
             }
         }
         Ok(entry)
+    }
+
+    /// Create a run reported by an external trainer: stores `start` (stamped `time`) as its
+    /// `run_start` event and returns the run with its write token (64 hex digits; only its
+    /// SHA-256 is stored).
+    ///
+    /// `force_kill_grace_secs` is given by a console that started the trainer's process and
+    /// can kill it (`trainconsole run`). `producer_console` is the address of this process's
+    /// console when the trainer's process is this process's child: the run's
+    /// [`PRODUCER_LOCK_FILE`] is then held until [`Hub::detach_producer`], so that another
+    /// `serve` on the same runs directory follows it.
+    pub async fn create_external_run(
+        &self,
+        start: RunStart,
+        time: f64,
+        force_kill_grace_secs: Option<f64>,
+        producer_console: Option<&str>,
+    ) -> Result<(Arc<RunEntry>, String), HubError> {
+        let created_time = trainconsole_protocol::event::unix_time_secs();
+        let id = new_run_id(created_time);
+        let token: String = (0..WRITE_TOKEN_BYTES).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+        let record = ExternalRun { token_sha256: sha256_hex(&token), force_kill_grace_secs };
+        let lock_file = match producer_console {
+            Some(console) => {
+                let run_dir = self.inner.runs_dir.join(&id);
+                Some(take_producer_lock(&run_dir, console).map_err(|source| StoreError::RunsDir { path: run_dir.clone(), source })?)
+            }
+            None => None,
+        };
+        let run = StoredRun { id: id.clone(), created_time, name: start.name.clone() };
+        {
+            let mut store = lock(&self.inner.reader);
+            store.create_external_run(&run, &record)?;
+        }
+        let mut summary = RunSummary::new(&id);
+        summary.name = start.name.clone();
+        summary.force_kill_grace_secs = force_kill_grace_secs;
+        let external = External::new(record.token_sha256, None);
+        let entry = Arc::new(RunEntry::with_external(id.clone(), summary, Some(external)));
+        *lock(&entry.producer_lock) = lock_file;
+        lock(&self.inner.runs).insert(id.clone(), entry.clone());
+        self.append(&id, vec![Event::new(time, start)]).await?;
+        Ok((entry, token))
+    }
+
+    /// The external run `id`, if `token` is its write token.
+    ///
+    /// Errors: unknown run; [`HubError::NotExternal`] for a run this console trains;
+    /// [`HubError::MissingToken`] / [`HubError::WrongToken`]; [`HubError::OtherProcess`]
+    /// when another process produces the run (its events go through that process).
+    pub fn authorize(&self, id: &str, token: Option<&str>) -> Result<Arc<RunEntry>, HubError> {
+        let entry = self.run(id)?;
+        let Some(external) = &entry.external else {
+            return Err(HubError::NotExternal(id.to_string()));
+        };
+        let Some(token) = token else {
+            return Err(HubError::MissingToken(id.to_string()));
+        };
+        // Comparing hashes: the time taken says nothing about the token.
+        if sha256_hex(token) != external.token_sha256 {
+            return Err(HubError::WrongToken(id.to_string()));
+        }
+        if let Some(console) = lock(&entry.other_console).clone() {
+            return Err(HubError::OtherProcess { id: id.to_string(), console });
+        }
+        Ok(entry)
+    }
+
+    /// Store `events` posted for the external run `entry` (already authorized) and answer
+    /// what the trainer should know. `key` names the batch: a batch posted again with the
+    /// same key stores only the events of it not stored before.
+    pub async fn ingest(&self, entry: &RunEntry, events: Vec<Event>, key: Option<String>) -> Result<IngestAnswer, HubError> {
+        if let Some(external) = &entry.external {
+            *lock(&external.last_post) = std::time::Instant::now();
+        }
+        // Lock order: `interrupted_from` is let go before `summary` is taken.
+        let restored = entry.external.as_ref().and_then(|external| lock(&external.interrupted_from).take());
+        if let Some((state, message)) = restored {
+            // The trainer is back (this console restarted while it ran): show its own state.
+            let mut summary = lock(&entry.summary);
+            if summary.state == RunState::Interrupted {
+                summary.state = state;
+                summary.message = message;
+            }
+            drop(summary);
+            entry.announce_summary();
+        }
+        let (last_seq, stored) = if events.is_empty() {
+            (entry.summary().last_seq, 0)
+        } else {
+            let (ack, done) = oneshot::channel();
+            let request = WriteRequest { run_id: entry.id.clone(), events, ack: Some(ack), key };
+            self.inner.writes.send(request).await.map_err(|_| HubError::WriterGone)?;
+            match done.await {
+                Ok(Ok(written)) => (written.last_seq, written.stored),
+                Ok(Err(message)) => return Err(HubError::WriteFailed(message)),
+                Err(_) => return Err(HubError::WriterGone),
+            }
+        };
+        let mut answer = self.ingest_answer(entry, stored);
+        // Other posts may have been stored since; this one's seq is no later than the summary's.
+        answer.last_seq = answer.last_seq.max(last_seq);
+        Ok(answer)
+    }
+
+    /// Show as `interrupted` every live run reported over HTTP whose trainer has not posted
+    /// for `silence`; its next post brings its own state back. Called every second with
+    /// [`EXTERNAL_SILENCE`] by a thread of the hub.
+    pub fn interrupt_silent_runs(&self, silence: Duration) {
+        let entries: Vec<Arc<RunEntry>> = lock(&self.inner.runs).values().cloned().collect();
+        for entry in entries {
+            let Some(external) = &entry.external else { continue };
+            if lock(&external.last_post).elapsed() < silence || lock(&entry.other_console).is_some() {
+                continue;
+            }
+            let mut summary = lock(&entry.summary);
+            if summary.state.is_finished() {
+                continue;
+            }
+            *lock(&external.interrupted_from) = Some((summary.state, summary.message.clone()));
+            summary.mark_interrupted();
+            summary.message = format!("the trainer has posted nothing for {} s", silence.as_secs());
+            drop(summary);
+            entry.announce_summary();
+        }
+    }
+
+    /// What a trainer reporting run `entry` should know now.
+    pub fn ingest_answer(&self, entry: &RunEntry, stored: u64) -> IngestAnswer {
+        let summary = entry.summary();
+        IngestAnswer {
+            last_seq: summary.last_seq,
+            stored,
+            abort_requested: summary.stopping_since.is_some(),
+            kill_requested: entry.external.as_ref().is_some_and(|e| e.kill_requested.load(Ordering::SeqCst)),
+            state: summary.state,
+        }
+    }
+
+    /// Ask the console that started run `id`'s process to kill it (SIGTERM, then SIGKILL).
+    ///
+    /// Accepted only for a run started by `trainconsole run`, once an abort was requested and
+    /// its grace period ([`RunSummary::force_kill_grace_secs`]) has passed. Returns the run's
+    /// state. Errors: unknown run; [`HubError::Finished`]; [`HubError::NotKillable`];
+    /// [`HubError::KillTooEarly`].
+    pub fn kill(&self, id: &str) -> Result<RunState, HubError> {
+        let entry = self.run(id)?;
+        let summary = entry.summary();
+        if summary.state.is_finished() {
+            return Err(HubError::Finished { id: id.to_string(), state: summary.state });
+        }
+        let (Some(external), Some(grace_secs)) = (&entry.external, summary.force_kill_grace_secs) else {
+            return Err(HubError::NotKillable(id.to_string()));
+        };
+        let Some(since) = summary.stopping_since else {
+            return Err(HubError::KillTooEarly { id: id.to_string(), reason: "abort it first; force kill is for a trainer that does not stop".into() });
+        };
+        let waited = trainconsole_protocol::event::unix_time_secs() - since;
+        if waited < grace_secs {
+            let reason = format!("the trainer has {:.0} s of its {grace_secs:.0} s grace period left to stop by itself", (grace_secs - waited).ceil());
+            return Err(HubError::KillTooEarly { id: id.to_string(), reason });
+        }
+        external.kill_requested.store(true, Ordering::SeqCst);
+        Ok(summary.state)
     }
 
     /// Summaries of all runs, newest first.
@@ -270,11 +535,11 @@ impl Hub {
         let (ack, done) = oneshot::channel();
         self.inner
             .writes
-            .send(WriteRequest { run_id: id.to_string(), events, ack: Some(ack) })
+            .send(WriteRequest { run_id: id.to_string(), events, ack: Some(ack), key: None })
             .await
             .map_err(|_| HubError::WriterGone)?;
         match done.await {
-            Ok(Ok(seq)) => Ok(seq),
+            Ok(Ok(written)) => Ok(written.last_seq),
             Ok(Err(message)) => Err(HubError::WriteFailed(message)),
             Err(_) => Err(HubError::WriterGone),
         }
@@ -293,6 +558,15 @@ impl Hub {
         }
         if let Some(console) = lock(&entry.other_console).clone() {
             return Err(HubError::OtherProcess { id: id.to_string(), console });
+        }
+        if entry.external.is_some() {
+            // An external trainer learns of the request from the answer to its next post
+            // (`trainconsole run` passes it on as SIGINT); it answers `stopping`, then
+            // `checkpoint`, then `state: aborted`.
+            if entry.summary().stopping_since.is_none() && !entry.abort_sent.swap(true, Ordering::SeqCst) {
+                self.append(id, vec![Event::now(StateChange { state: RunState::Stopping, message: "abort requested".into() })]).await?;
+            }
+            return Ok(entry.summary().state.max_progress(RunState::Stopping));
         }
         // Lock order: never take `summary` while holding `abort` (the writer does the reverse).
         let already_sent = {
@@ -391,7 +665,7 @@ impl Publisher {
     fn try_drain(&mut self) {
         while !self.pending.is_empty() {
             let events: Vec<Event> = self.pending.drain(..self.pending.len().min(MAX_WRITE_BATCH_EVENTS)).collect();
-            let request = WriteRequest { run_id: self.run_id.clone(), events, ack: None };
+            let request = WriteRequest { run_id: self.run_id.clone(), events, ack: None, key: None };
             match self.hub.inner.writes.try_send(request) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(request) | mpsc::error::TrySendError::Closed(request)) => {
@@ -415,7 +689,7 @@ impl Publisher {
         let deadline = std::time::Instant::now() + timeout;
         let events: Vec<Event> = self.pending.drain(..).collect();
         let (ack, done) = oneshot::channel();
-        let mut request = WriteRequest { run_id: self.run_id.clone(), events, ack: Some(ack) };
+        let mut request = WriteRequest { run_id: self.run_id.clone(), events, ack: Some(ack), key: None };
         loop {
             match self.hub.inner.writes.try_send(request) {
                 Ok(()) => break,
@@ -433,7 +707,7 @@ impl Publisher {
         let mut done = done;
         loop {
             match done.try_recv() {
-                Ok(result) => return result.map_err(HubError::WriteFailed),
+                Ok(result) => return result.map(|written| written.last_seq).map_err(HubError::WriteFailed),
                 Err(oneshot::error::TryRecvError::Closed) => return Err(HubError::WriterGone),
                 Err(oneshot::error::TryRecvError::Empty) if std::time::Instant::now() > deadline => return Err(HubError::WriterGone),
                 Err(oneshot::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(2)),
@@ -488,19 +762,41 @@ fn write_run_batch(hub: &Hub, store: &mut Store, run_id: &str, requests: Vec<Wri
     let mut seq = entry.summary().last_seq;
     let mut acks = Vec::new();
     let mut stored = Vec::new();
+    let mut batches: Vec<BatchRecord> = Vec::new();
     for request in requests {
-        for event in request.events {
+        let mut skip = 0;
+        if let Some(key) = request.key {
+            // A batch posted again (its answer was lost): skip what is stored of it already.
+            let done = batches.iter().find(|b| b.key == key).map(|b| Ok(b.events)).unwrap_or_else(|| store.batch_events(run_id, &key));
+            let done = match done {
+                Ok(done) => done,
+                Err(err) => {
+                    if let Some(ack) = request.ack {
+                        let _ = ack.send(Err(err.to_string()));
+                    }
+                    continue;
+                }
+            };
+            skip = done as usize;
+            let total = done.max(request.events.len() as u64);
+            match batches.iter_mut().find(|b| b.key == key) {
+                Some(batch) => batch.events = total,
+                None => batches.push(BatchRecord { key, events: total }),
+            }
+        }
+        let before = seq;
+        for event in request.events.into_iter().skip(skip) {
             seq += 1;
             stored.push(StoredEvent { seq, event });
         }
-        acks.extend(request.ack.map(|ack| (ack, seq)));
+        acks.extend(request.ack.map(|ack| (ack, Written { last_seq: seq, stored: seq - before })));
     }
-    match store.append(run_id, &stored) {
+    match store.append_with_batches(run_id, &stored, &batches) {
         Ok(()) => {
             entry.store_failing.store(false, Ordering::Relaxed);
             entry.publish_stored(stored);
-            for (ack, seq) in acks {
-                let _ = ack.send(Ok(seq));
+            for (ack, written) in acks {
+                let _ = ack.send(Ok(written));
             }
         }
         Err(err) => {
@@ -513,6 +809,12 @@ fn write_run_batch(hub: &Hub, store: &mut Store, run_id: &str, requests: Vec<Wri
             }
         }
     }
+}
+
+/// SHA-256 of `text`, lowercase hex.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Create `run_dir` and its producer lock file holding `console_url`, locked exclusively.

@@ -4,14 +4,17 @@
 //! * [`store`]: SQLite event store under the runs directory.
 //! * [`hub`]: producers → one writer thread → store → summaries and live broadcast.
 //! * [`http`]: axum router for the API, the stream and the embedded page.
+//! * [`ingest`]: reading event batches posted by external trainers (JSON lines or an array,
+//!   Python's bare NaN/Infinity), stopping at the first bad line with its number.
 
 pub mod http;
 pub mod hub;
+pub mod ingest;
 pub mod store;
 
 pub use axum::Router;
 pub use http::{AllowedHosts, Assets, router, router_for_hosts};
-pub use hub::{Hub, HubError, Publisher, RunEntry};
+pub use hub::{Hub, HubError, IngestAnswer, Publisher, RunEntry};
 
 use std::net::SocketAddr;
 use tokio::net::TcpListener;

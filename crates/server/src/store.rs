@@ -1,8 +1,13 @@
 //! The event store: every event of every run, in one SQLite file under the runs directory.
 //!
-//! Layout: `<runs_dir>/trainconsole.sqlite3`, WAL mode, two tables:
+//! Layout: `<runs_dir>/trainconsole.sqlite3`, WAL mode, four tables:
 //! `runs(id, created_time, name)` and `events(run_id, seq, time, kind, body)` where `body`
 //! is the stored event's JSON. `(run_id, seq)` is the primary key, so a seq is stored once.
+//! Runs reported over HTTP by an external trainer also have a row in
+//! `external_runs(run_id, token_sha256, force_kill_grace_secs)`, and
+//! `ingest_batches(run_id, key, events)` remembers how many events of each posted batch
+//! (named by its `Idempotency-Key`) were stored, in the same transaction as the events, so
+//! a batch posted again after a lost answer is not stored twice.
 //!
 //! One writer connection (owned by the writer thread, see [`crate::hub`]) and one reader
 //! connection; WAL lets readers run while the writer commits.
@@ -40,6 +45,25 @@ pub struct StoredRun {
     pub created_time: f64,
     /// Name given at creation (may be empty).
     pub name: String,
+}
+
+/// What the store keeps of a run reported over HTTP by an external trainer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalRun {
+    /// SHA-256 of the run's write token, lowercase hex (the token itself is never stored).
+    pub token_sha256: String,
+    /// Seconds after the abort request from which the console that started the trainer's
+    /// process may force-kill it; `None` when no console can.
+    pub force_kill_grace_secs: Option<f64>,
+}
+
+/// How many events of a posted batch, named by its idempotency key, are already stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    /// The client's key for the batch (the `Idempotency-Key` header).
+    pub key: String,
+    /// Events of the batch stored so far (all of it, or those before a bad line).
+    pub events: u64,
 }
 
 /// One connection to the store's database.
@@ -90,6 +114,17 @@ impl Store {
                      kind TEXT NOT NULL,
                      body TEXT NOT NULL,
                      PRIMARY KEY (run_id, seq)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS external_runs (
+                     run_id TEXT PRIMARY KEY,
+                     token_sha256 TEXT NOT NULL,
+                     force_kill_grace_secs REAL
+                 );
+                 CREATE TABLE IF NOT EXISTS ingest_batches (
+                     run_id TEXT NOT NULL,
+                     key TEXT NOT NULL,
+                     events INTEGER NOT NULL,
+                     PRIMARY KEY (run_id, key)
                  ) WITHOUT ROWID;",
             )
             .map_err(self.sqlite_err())
@@ -106,6 +141,40 @@ impl Store {
             .execute("INSERT INTO runs (id, created_time, name) VALUES (?1, ?2, ?3)", params![run.id, run.created_time, run.name])
             .map_err(self.sqlite_err())?;
         Ok(())
+    }
+
+    /// Record a new run reported over HTTP, with its token's hash: both rows or none.
+    pub fn create_external_run(&mut self, run: &StoredRun, external: &ExternalRun) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("INSERT INTO runs (id, created_time, name) VALUES (?1, ?2, ?3)", params![run.id, run.created_time, run.name])
+            .map_err(err)?;
+        tx.execute(
+            "INSERT INTO external_runs (run_id, token_sha256, force_kill_grace_secs) VALUES (?1, ?2, ?3)",
+            params![run.id, external.token_sha256, external.force_kill_grace_secs],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// The external-run record of `id`; `None` for a run this console trained itself.
+    pub fn external_run(&self, id: &str) -> Result<Option<ExternalRun>, StoreError> {
+        self.conn
+            .query_row("SELECT token_sha256, force_kill_grace_secs FROM external_runs WHERE run_id = ?1", [id], |row| {
+                Ok(ExternalRun { token_sha256: row.get(0)?, force_kill_grace_secs: row.get(1)? })
+            })
+            .optional()
+            .map_err(self.sqlite_err())
+    }
+
+    /// Events of the batch `key` of run `run_id` already stored; 0 for a batch not seen.
+    pub fn batch_events(&self, run_id: &str, key: &str) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT events FROM ingest_batches WHERE run_id = ?1 AND key = ?2", [run_id, key], |row| row.get::<_, i64>(0))
+            .optional()
+            .map(|events| events.unwrap_or(0) as u64)
+            .map_err(self.sqlite_err())
     }
 
     /// All runs, newest first.
@@ -131,6 +200,12 @@ impl Store {
 
     /// Append events (already numbered) to run `run_id` in one transaction: all or none.
     pub fn append(&mut self, run_id: &str, events: &[StoredEvent]) -> Result<(), StoreError> {
+        self.append_with_batches(run_id, events, &[])
+    }
+
+    /// Append events (already numbered) to run `run_id` and record how many events of each
+    /// posted batch are stored, in one transaction: all or none.
+    pub fn append_with_batches(&mut self, run_id: &str, events: &[StoredEvent], batches: &[BatchRecord]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(err)?;
@@ -142,6 +217,12 @@ impl Store {
                 // Serializing our own types cannot fail: every field is a plain value.
                 let body = serde_json::to_string(stored).unwrap_or_default();
                 stmt.execute(params![run_id, stored.seq as i64, stored.event.time, stored.event.kind(), body]).map_err(err)?;
+            }
+            let mut stmt = tx
+                .prepare_cached("INSERT OR REPLACE INTO ingest_batches (run_id, key, events) VALUES (?1, ?2, ?3)")
+                .map_err(err)?;
+            for batch in batches {
+                stmt.execute(params![run_id, batch.key, batch.events as i64]).map_err(err)?;
             }
         }
         tx.commit().map_err(err)

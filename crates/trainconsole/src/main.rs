@@ -3,8 +3,11 @@
 //! * `trainconsole train` trains (default preset `small` on Tiny Shakespeare), serves the
 //!   console while it runs, and exits after writing the final checkpoint.
 //! * `trainconsole serve` serves the runs stored in the runs directory.
+//! * `trainconsole run -- CMD ARGS…` runs any trainer as a child process and reports the
+//!   events it prints to the console (see [`run`]).
 
 mod progress;
+mod run;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -45,6 +48,9 @@ enum Command {
     Train(TrainArgs),
     /// Serve the console for the runs stored in the runs directory.
     Serve(ServerArgs),
+    /// Run any trainer (`-- CMD ARGS…`) and watch and abort it from the console: JSON event
+    /// lines on its stdout are reported, the rest passes through.
+    Run(run::RunArgs),
 }
 
 #[derive(Args, Clone)]
@@ -107,6 +113,7 @@ fn main() {
         match cli.command {
             Command::Train(args) => train(args).await,
             Command::Serve(args) => serve(args).await,
+            Command::Run(args) => run::run(args).await,
         }
     });
     match result {

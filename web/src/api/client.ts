@@ -39,8 +39,20 @@ export async function fetchRuns(fetchImpl: typeof fetch = fetch): Promise<Result
 
 /** `POST /api/runs/{id}/abort`: 202 with the run's state (`stopping`), else the error. */
 export async function requestAbort(runId: string, fetchImpl: typeof fetch = fetch): Promise<Result<RunState | null>> {
+  return postRunAction(runId, '/abort', fetchImpl)
+}
+
+/**
+ * `POST /api/runs/{id}/kill`: force-kill the process of a run that did not stop within its
+ * grace period (SIGTERM, then SIGKILL). 202 with the run's state, else the error.
+ */
+export async function requestKill(runId: string, fetchImpl: typeof fetch = fetch): Promise<Result<RunState | null>> {
+  return postRunAction(runId, '/kill', fetchImpl)
+}
+
+async function postRunAction(runId: string, action: '/abort' | '/kill', fetchImpl: typeof fetch): Promise<Result<RunState | null>> {
   try {
-    const response = await fetchImpl(runApiPath(runId, '/abort'), {
+    const response = await fetchImpl(runApiPath(runId, action), {
       method: 'POST',
       headers: { Accept: 'application/json' },
     })

@@ -80,7 +80,23 @@ describe('summary and messages', () => {
     expect(s.total_tokens).toBeNull()
     expect(s.total_steps).toBe(10)
     expect(s.sample).toEqual({ step: 2, text: 'hi' })
+    expect(s.stopping_since).toBeNull()
+    expect(s.exit).toBeNull()
+    expect(s.force_kill_grace_secs).toBeNull()
     expect(parseSummary('nope')).toBeNull()
+  })
+
+  it('parses how an external trainer ended and its force-kill grace period', () => {
+    const s = parseSummary({
+      id: 'r',
+      state: 'aborted',
+      stopping_since: 1764400010.5,
+      force_kill_grace_secs: 60,
+      exit: { signal: 'SIGKILL', output_tail: ['step 7', 3, 'bye'] },
+    })!
+    expect(s.stopping_since).toBe(1764400010.5)
+    expect(s.force_kill_grace_secs).toBe(60)
+    expect(s.exit).toEqual({ exit_code: null, signal: 'SIGKILL', output_tail: ['step 7', 'bye'] })
   })
 
   it('parses stream messages', () => {

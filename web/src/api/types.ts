@@ -23,6 +23,16 @@ export interface Sample {
   text: string
 }
 
+/** How the trainer's process ended (`exit` event), when the console that started it said. */
+export interface ProcessExit {
+  /** Exit status of a process that exited on its own; null when a signal ended it. */
+  exit_code: number | null
+  /** The signal that ended it (`SIGKILL`); null when it exited on its own. */
+  signal: string | null
+  /** Its last lines of output (at most 50), oldest first. */
+  output_tail: string[]
+}
+
 /** The run summary (`GET /api/runs/{id}` and every stream message), floats parsed. */
 export interface RunSummary {
   id: string
@@ -50,6 +60,12 @@ export interface RunSummary {
   checkpoint_path: string | null
   checkpoint_step: number | null
   sample: Sample | null
+  /** When the abort was requested (seconds since the Unix epoch); null while not asked. */
+  stopping_since: number | null
+  /** How the trainer's process ended; null while it runs or when unknown. */
+  exit: ProcessExit | null
+  /** Seconds after `stopping_since` from which Force kill is accepted; null when the console cannot kill the run's process. */
+  force_kill_grace_secs: number | null
 }
 
 interface EventBase {
@@ -206,6 +222,15 @@ export function parseSummary(raw: unknown): RunSummary | null {
     checkpoint_path: optStr(raw.checkpoint_path),
     checkpoint_step: optNum(raw.checkpoint_step),
     sample,
+    stopping_since: optNum(raw.stopping_since),
+    exit: isObject(raw.exit)
+      ? {
+          exit_code: optNum(raw.exit.exit_code),
+          signal: optStr(raw.exit.signal),
+          output_tail: Array.isArray(raw.exit.output_tail) ? raw.exit.output_tail.filter((l): l is string => typeof l === 'string') : [],
+        }
+      : null,
+    force_kill_grace_secs: optNum(raw.force_kill_grace_secs),
   }
 }
 

@@ -185,6 +185,62 @@ describe('TrainConsole', () => {
     )
   })
 
+  it('shows Stopping… (N s) while an external trainer stops, and offers Force kill after its grace period', async () => {
+    const nowSecs = Date.now() / 1000
+    const stopping = { ...baseSummary, state: 'stopping', stopping_since: nowSecs - 3.2, force_kill_grace_secs: 60 }
+    const ws = await mount(stopping)
+    expect(text('notice-headline')).toBe('Stopping… (3 s): the trainer is finishing its step and saving a checkpoint')
+    expect(text('force-kill-wait')).toBe('Force kill in 57 s if it does not stop')
+    expect(root.querySelector('[data-testid="force-kill"]')).toBeNull()
+    expect(root.querySelector('[data-testid="state"]')?.textContent?.trim()).toBe('Stopping')
+
+    // Metrics that still arrive are shown; the grace period is over: Force kill.
+    ws.send({ type: 'events', events: [], summary: { ...stopping, step: 44, tokens: 90_112, progress: 0.00090112, stopping_since: nowSecs - 61.5 } })
+    await flush()
+    expect(text('notice-headline')).toBe('Stopping… (61 s): the trainer is finishing its step and saving a checkpoint')
+    expect(text('tokens')).toBe('90,112 / 100,000,000 tokens 0.09%')
+    expect(root.querySelector('[data-testid="force-kill-wait"]')).toBeNull()
+    ;(root.querySelector('[data-testid="force-kill"]') as HTMLButtonElement).click()
+    await flush()
+    const dialog = root.querySelectorAll('dialog')[1] as HTMLDialogElement
+    expect(dialog.open).toBe(true)
+    expect(dialog.textContent).toContain('Force kill the trainer?')
+    expect(fetchMock).not.toHaveBeenCalled()
+    ;(dialog.querySelector('[data-testid="confirm-ok"]') as HTMLButtonElement).click()
+    await flush()
+    expect(fetchMock).toHaveBeenCalledTimes(1)
+    expect(fetchMock.mock.calls[0][0]).toBe('/api/runs/r1/kill')
+    expect(fetchMock.mock.calls[0][1]).toMatchObject({ method: 'POST' })
+    expect(text('force-kill-sent')).toBe('Force kill sent: SIGTERM, then SIGKILL after 5 s')
+    expect(root.querySelector('[data-testid="force-kill"]')).toBeNull()
+
+    ws.send({
+      type: 'events',
+      events: [],
+      summary: {
+        ...stopping,
+        state: 'aborted',
+        step: 44,
+        message: "the trainer's process ended (killed by SIGTERM) without reporting that it stopped",
+        exit: { signal: 'SIGTERM', output_tail: ['step 43', 'step 44'] },
+        force_kill_grace_secs: null,
+      },
+    })
+    await flush()
+    expect(text('notice-headline')).toBe('Aborted at step 44')
+    expect(text('end-detail')).toBe("the trainer's process ended (killed by SIGTERM) without reporting that it stopped")
+    expect(text('process-end')).toBe('killed by SIGTERM')
+    expect(root.querySelector('[data-testid="output-tail"] pre')?.textContent).toBe('step 43\nstep 44')
+    expect(root.querySelector('[data-testid="force-kill-sent"]')).toBeNull()
+  })
+
+  it('never offers Force kill for a run the console did not start', async () => {
+    await mount({ ...baseSummary, state: 'stopping', stopping_since: Date.now() / 1000 - 600 })
+    expect(text('notice-headline')).toMatch(/^Stopping… \(600 s\)/)
+    expect(root.querySelector('[data-testid="force-kill"]')).toBeNull()
+    expect(root.querySelector('[data-testid="force-kill-wait"]')).toBeNull()
+  })
+
   it('cancels on Escape without sending anything', async () => {
     await mount()
     abortButton().focus()
