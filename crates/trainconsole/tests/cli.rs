@@ -82,10 +82,19 @@ fn unknown_preset_and_unwritable_runs_dir_and_port_in_use() {
 }
 
 #[test]
+fn threads_must_be_a_positive_count() {
+    let output = exe().args(["train", "--preset", "tiny", "--threads", "0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    // A usage error (clap's exit code 2) naming the flag and the accepted range.
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid value '0' for '--threads <THREADS>'") && err.contains("1..=1024"), "{err}");
+}
+
+#[test]
 fn a_tiny_run_completes_prints_a_summary_and_keeps_its_history() {
     let runs = tempfile::tempdir().unwrap();
     let mut child = exe()
-        .args(["train", "--preset", "tiny", "--port", "0", "--no-progress", "--max-tokens", "4096", "--data"])
+        .args(["train", "--preset", "tiny", "--port", "0", "--no-progress", "--max-tokens", "4096", "--threads", "2", "--data"])
         .arg(shakespeare())
         .arg("--runs-dir")
         .arg(runs.path())

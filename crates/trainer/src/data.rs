@@ -147,6 +147,24 @@ impl Corpus {
         block_size: usize,
         rng: &mut StdRng,
     ) -> Result<(Tensor, Tensor), TrainError> {
+        let (x, y) = self.batch_ids(split, batch_size, block_size, rng)?;
+        let x = Tensor::from_vec(x, (batch_size, block_size), &Device::Cpu).context("building input batch")?; // (B, T)
+        let y = Tensor::from_vec(y, (batch_size, block_size), &Device::Cpu).context("building target batch")?; // (B, T)
+        Ok((x, y))
+    }
+
+    /// The batch [`Corpus::batch`] draws from the same `rng` state, as flat row-major token ids
+    /// `(x, y)`, each `batch_size · block_size` long.
+    ///
+    /// # Errors
+    /// [`TrainError::DataTooShort`] as [`Corpus::batch`].
+    pub fn batch_ids(
+        &self,
+        split: Split,
+        batch_size: usize,
+        block_size: usize,
+        rng: &mut StdRng,
+    ) -> Result<(Vec<u32>, Vec<u32>), TrainError> {
         let tokens = self.tokens(split);
         if tokens.len() < block_size + 1 {
             let actual_bytes = self.train.len() + self.val.len();
@@ -161,8 +179,6 @@ impl Corpus {
             x.extend(tokens[start..start + block_size].iter().map(|&b| u32::from(b)));
             y.extend(tokens[start + 1..start + block_size + 1].iter().map(|&b| u32::from(b)));
         }
-        let x = Tensor::from_vec(x, (batch_size, block_size), &Device::Cpu).context("building input batch")?; // (B, T)
-        let y = Tensor::from_vec(y, (batch_size, block_size), &Device::Cpu).context("building target batch")?; // (B, T)
         Ok((x, y))
     }
 }

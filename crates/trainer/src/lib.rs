@@ -4,6 +4,9 @@
 //! * [`Corpus`]: a UTF-8 text file split 90/10 into train and validation bytes;
 //!   [`tinyshakespeare_path`] fetches and caches the default corpus.
 //! * [`Gpt`]: the model (nanoGPT's architecture), its weights in a [`ParamStore`].
+//! * [`GptEngine`]: the training hot path for that model: a fixed forward/backward with
+//!   buffers allocated once, the fused operations of [`kernels`], AdamW, generation; tested
+//!   against [`Gpt`].
 //! * [`AdamW`], [`LrSchedule`], [`clip_grad_norm`]: the optimizer.
 //! * [`save_checkpoint`] / [`load_checkpoint`]: atomic checkpoint directories.
 //! * [`train`]: the loop, reporting [`trainconsole_protocol::Event`]s to an [`EventSink`] and
@@ -16,8 +19,10 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod engine;
 mod error;
 mod fsutil;
+pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod params;
@@ -25,9 +30,10 @@ pub mod train;
 
 pub use checkpoint::{CheckpointMeta, DataInfo, LoadedCheckpoint, load_checkpoint, prune_checkpoints, read_checkpoint_meta, save_checkpoint};
 pub use config::TrainConfig;
+pub use engine::{GptEngine, default_threads};
 pub use data::{Corpus, Split, tinyshakespeare_path};
 pub use error::TrainError;
 pub use model::Gpt;
 pub use optim::{AdamW, AdamWParams, AdamWState, LrSchedule, clip_grad_norm};
 pub use params::ParamStore;
-pub use train::{AbortHandle, EventSink, TrainOutcome, resume_config, train};
+pub use train::{AbortHandle, EventSink, TrainOptions, TrainOutcome, resume_config, train, train_with};

@@ -16,7 +16,8 @@ use crate::checkpoint::{
 };
 use crate::data::{Corpus, Split, decode};
 use crate::error::TensorContext;
-use crate::optim::{AdamW, AdamWParams, LrSchedule, clip_grad_norm};
+use crate::engine::{GptEngine, default_threads};
+use crate::optim::{AdamWState, LrSchedule};
 use crate::{Gpt, ParamStore, TrainConfig, TrainError};
 
 /// Sampling temperature of the text samples (1.0: the model's own distribution).
@@ -74,6 +75,22 @@ impl<F: FnMut(Event)> EventSink for F {
     }
 }
 
+/// How a run executes, as opposed to what it trains ([`TrainConfig`]): nothing here changes
+/// the numbers a run produces beyond f32 rounding, so it is not stored in checkpoints and may
+/// differ when resuming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainOptions {
+    /// Threads of the training step's pool (forward, backward, optimizer).
+    pub threads: usize,
+}
+
+impl Default for TrainOptions {
+    /// As many threads as the process has cores ([`default_threads`]).
+    fn default() -> Self {
+        Self { threads: default_threads() }
+    }
+}
+
 /// How a call to [`train`] ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainOutcome {
@@ -99,7 +116,9 @@ pub struct TrainOutcome {
 ///
 /// Each step: learning rate from the warm-up + cosine schedule, a random train batch
 /// (drawn from an RNG seeded by `(cfg.seed, step)`), forward, loss, backward, gradient-norm
-/// clipping to `cfg.grad_clip`, AdamW update, then a `step` event. Every `cfg.eval_interval`
+/// clipping to `cfg.grad_clip`, AdamW update, then a `step` event. The step runs on the
+/// [`GptEngine`] (fused operations, buffers allocated once) with as many threads as the machine
+/// has cores; [`train_with`] chooses the thread count. Every `cfg.eval_interval`
 /// steps and after the last one: `eval` (mean loss over `cfg.eval_iters` validation batches, the
 /// same batches every time so that evaluations compare) and `sample` (`cfg.sample_tokens` bytes
 /// generated from a newline). Every `cfg.checkpoint_interval` steps and at the end: a checkpoint,
@@ -130,11 +149,30 @@ pub fn train(
     abort: &AbortHandle,
     sink: &mut dyn EventSink,
 ) -> Result<TrainOutcome, TrainError> {
+    train_with(cfg, corpus, run_dir, resume, name, abort, sink, &TrainOptions::default())
+}
+
+/// [`train`] with [`TrainOptions`] (the thread count).
+///
+/// # Errors
+/// As [`train`], and [`TrainError::Config`] if `options.threads` is 0 or the threads cannot
+/// be started.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with(
+    cfg: &TrainConfig,
+    corpus: &Corpus,
+    run_dir: &Path,
+    resume: Option<&Path>,
+    name: &str,
+    abort: &AbortHandle,
+    sink: &mut dyn EventSink,
+    options: &TrainOptions,
+) -> Result<TrainOutcome, TrainError> {
     let started = Instant::now();
     cfg.validate()?;
 
     // ---- model and optimizer, fresh or restored ----
-    let Start { model, params, mut optimizer, step: start_step, tokens: start_tokens } = start(cfg, resume)?;
+    let Start { params, mut engine, step: start_step, tokens: start_tokens } = start(cfg, resume, options)?;
     let data = DataInfo {
         path: corpus.path().display().to_string(),
         sha256: corpus.sha256().to_string(),
@@ -146,7 +184,7 @@ pub fn train(
     let schedule = LrSchedule::from_config(cfg);
     let total_steps = cfg.total_steps();
     let tokens_per_step = cfg.tokens_per_step();
-    tracing::info!(params = model.num_params(), tokens_per_step, total_steps, start_step, "training starts");
+    tracing::info!(params = engine.num_params(), tokens_per_step, total_steps, start_step, threads = engine.threads(), "training starts");
 
     let config_json = serde_json::to_value(cfg).map_err(|e| TrainError::Config(format!("cannot serialize: {e}")))?;
     sink.emit(Event::now(RunStart {
@@ -162,7 +200,7 @@ pub fn train(
         world_size: None,
         // nanoGPT's get_num_params(): position embeddings do not take part in the matmuls.
         model: Some(ModelShape {
-            params: Some(model.num_params().saturating_sub(cfg.block_size * cfg.n_embd) as u64),
+            params: Some(engine.num_params().saturating_sub(cfg.block_size * cfg.n_embd) as u64),
             n_layer: Some(cfg.n_layer as u64),
             d_model: Some(cfg.n_embd as u64),
             seq_len: Some(cfg.block_size as u64),
@@ -185,19 +223,10 @@ pub fn train(
         // ---- one optimizer step ----
         let step_start = Instant::now();
         let lr = schedule.lr_at(step);
-        let (x, y) = corpus.batch(Split::Train, cfg.batch_size, cfg.block_size, &mut batch_rng(cfg.seed, step))?;
-        let loss = model.loss(&x, &y).context("forward pass")?;
-        let loss_value = f64::from(loss.to_scalar::<f32>().context("reading the loss")?);
-        let grad_norm = if loss_value.is_finite() {
-            let mut grads = loss.backward().context("backward pass")?;
-            let grad_norm = clip_grad_norm(&mut grads, &params, cfg.grad_clip).context("clipping gradients")?;
-            if grad_norm.is_finite() {
-                optimizer.step(&grads, lr).context("AdamW update")?;
-            }
-            Some(grad_norm)
-        } else {
-            None
-        };
+        let (x, y) = corpus.batch_ids(Split::Train, cfg.batch_size, cfg.block_size, &mut batch_rng(cfg.seed, step))?;
+        let loss_value = engine.forward_backward(&x, &y)?;
+        // A non-finite loss skips the backward and the update; a non-finite norm skips the update.
+        let grad_norm = loss_value.is_finite().then(|| engine.clip_and_update(lr, cfg.grad_clip));
         step += 1;
         tokens += tokens_per_step;
         let step_time = step_start.elapsed();
@@ -216,18 +245,18 @@ pub fn train(
 
         // ---- evaluation and sample ----
         if step % cfg.eval_interval == 0 || step == total_steps {
-            if let Some(loss) = evaluate(&model, corpus, cfg, abort)? {
+            if let Some(loss) = evaluate(&mut engine, corpus, cfg, abort)? {
                 val_loss = Some(loss);
                 sink.emit(Event::now(Eval { step, val_loss: loss }));
             }
-            if let Some(text) = sample(&model, cfg, step, abort)? {
+            if let Some(text) = sample(&mut engine, cfg, step, abort)? {
                 sink.emit(Event::now(Sample { step, text }));
             }
         }
 
         // ---- periodic checkpoint (the final one is written after the loop) ----
         if cfg.checkpoint_interval > 0 && step % cfg.checkpoint_interval == 0 && step < total_steps {
-            let dir = saver.save(step, tokens, val_loss, &optimizer, sink)?;
+            let dir = saver.save(step, tokens, val_loss, &engine, sink)?;
             last_checkpoint = Some((step, dir));
         }
     }
@@ -235,7 +264,7 @@ pub fn train(
     // ---- final checkpoint and state ----
     let checkpoint = match last_checkpoint {
         Some((saved_step, dir)) if saved_step == step => dir,
-        _ => saver.save(step, tokens, val_loss, &optimizer, sink)?,
+        _ => saver.save(step, tokens, val_loss, &engine, sink)?,
     };
     let state = if step >= total_steps { RunState::Completed } else { RunState::Aborted };
     sink.emit(Event::now(StateChange { state, message: String::new() }));
@@ -255,38 +284,39 @@ pub fn train(
     Ok(outcome)
 }
 
-/// What a run starts from: the model, its parameters, the optimizer, and the step and token
-/// count already done.
+/// What a run starts from: the composed model's parameters (the checkpoint's variables), the
+/// engine that trains and samples (weights and AdamW state), and the step and token count
+/// already done.
 struct Start {
-    model: Gpt,
     params: Vec<(String, Var)>,
-    optimizer: AdamW,
+    engine: GptEngine,
     step: u64,
     tokens: u64,
 }
 
 /// A fresh model (weights seeded by `cfg.seed`, zero moments, step 0), or the one in the
 /// checkpoint directory `resume`, checked against `cfg`.
-fn start(cfg: &TrainConfig, resume: Option<&Path>) -> Result<Start, TrainError> {
+fn start(cfg: &TrainConfig, resume: Option<&Path>, options: &TrainOptions) -> Result<Start, TrainError> {
     let Some(dir) = resume else {
         let store = ParamStore::seeded(cfg.seed);
-        let model = Gpt::load(store.var_builder(), cfg).context("building the model")?;
+        // Building the composed model draws the initial weights, by name and in its order.
+        Gpt::load(store.var_builder(), cfg).context("building the model")?;
         let params = store.vars();
-        let optimizer = AdamW::new(params.clone(), AdamWParams::from_config(cfg)).context("creating the optimizer")?;
-        return Ok(Start { model, params, optimizer, step: 0, tokens: 0 });
+        let engine = GptEngine::from_params(cfg, &params, options.threads)?;
+        return Ok(Start { params, engine, step: 0, tokens: 0 });
     };
     let checkpoint = load_checkpoint(dir)?;
     check_resume_config(cfg, &checkpoint.meta.config, dir)?;
     let store = ParamStore::from_tensors(checkpoint.weights);
-    let model = Gpt::load(store.var_builder(), cfg)
+    Gpt::load(store.var_builder(), cfg)
         .map_err(|e| TrainError::checkpoint(dir, format!("weights do not fit the model: {e}")))?;
     if let Some(unused) = store.unused_names().first() {
         return Err(TrainError::checkpoint(dir, format!("weight {unused} is not a parameter of the model")));
     }
     let params = store.vars();
-    let mut optimizer = AdamW::new(params.clone(), AdamWParams::from_config(cfg)).context("creating the optimizer")?;
-    optimizer.load_state(checkpoint.optimizer).map_err(|e| TrainError::checkpoint(dir, e.to_string()))?;
-    Ok(Start { model, params, optimizer, step: checkpoint.meta.step, tokens: checkpoint.meta.tokens })
+    let mut engine = GptEngine::from_params(cfg, &params, options.threads)?;
+    engine.load_optimizer_state(checkpoint.optimizer).map_err(|e| TrainError::checkpoint(dir, e.to_string()))?;
+    Ok(Start { params, engine, step: checkpoint.meta.step, tokens: checkpoint.meta.tokens })
 }
 
 /// The config stored in the checkpoint directory `dir`, with `max_tokens` replaced when given:
@@ -344,31 +374,29 @@ fn check_resume_config(cfg: &TrainConfig, saved: &TrainConfig, dir: &Path) -> Re
 /// Mean loss over `cfg.eval_iters` validation batches, in nats/token; `None` if `abort` was
 /// requested before the last batch. The batches come from a fixed seed, so every evaluation of
 /// a run scores the same tokens.
-fn evaluate(model: &Gpt, corpus: &Corpus, cfg: &TrainConfig, abort: &AbortHandle) -> Result<Option<f64>, TrainError> {
+fn evaluate(engine: &mut GptEngine, corpus: &Corpus, cfg: &TrainConfig, abort: &AbortHandle) -> Result<Option<f64>, TrainError> {
     let mut rng = derived_rng(cfg.seed, RngStream::Eval, 0);
     let mut sum = 0.0;
     for _ in 0..cfg.eval_iters {
         if abort.is_requested() {
             return Ok(None);
         }
-        let (x, y) = corpus.batch(Split::Val, cfg.batch_size, cfg.block_size, &mut rng)?;
-        let loss = model.loss(&x, &y).and_then(|loss| loss.to_scalar::<f32>()).context("validation forward pass")?;
-        sum += f64::from(loss);
+        let (x, y) = corpus.batch_ids(Split::Val, cfg.batch_size, cfg.block_size, &mut rng)?;
+        sum += engine.loss(&x, &y)?;
     }
     Ok(Some(sum / cfg.eval_iters as f64))
 }
 
 /// `cfg.sample_tokens` bytes generated after a newline, as text (invalid UTF-8 becomes U+FFFD);
 /// `None` if samples are disabled or `abort` was requested before the last token.
-fn sample(model: &Gpt, cfg: &TrainConfig, step: u64, abort: &AbortHandle) -> Result<Option<String>, TrainError> {
+fn sample(engine: &mut GptEngine, cfg: &TrainConfig, step: u64, abort: &AbortHandle) -> Result<Option<String>, TrainError> {
     if cfg.sample_tokens == 0 {
         return Ok(None);
     }
     let mut rng = derived_rng(cfg.seed, RngStream::Sample, step);
     let should_stop = || abort.is_requested();
-    let tokens = model
-        .generate(&[u32::from(SAMPLE_PROMPT)], cfg.sample_tokens, SAMPLE_TEMPERATURE, &mut rng, &should_stop)
-        .context("generating a sample")?;
+    let tokens =
+        engine.generate(&[u32::from(SAMPLE_PROMPT)], cfg.sample_tokens, SAMPLE_TEMPERATURE, &mut rng, &should_stop)?;
     if tokens.len() < cfg.sample_tokens {
         return Ok(None);
     }
@@ -385,15 +413,18 @@ struct Saver<'a> {
 }
 
 impl Saver<'_> {
-    /// Write the checkpoint of `step`, then emit its `checkpoint` event.
+    /// Write the checkpoint of `step` (the engine's weights and AdamW state, in the format of
+    /// the composed model's `ParamStore` and [`crate::AdamW`]), then emit its `checkpoint` event.
     fn save(
         &self,
         step: u64,
         tokens: u64,
         val_loss: Option<f64>,
-        optimizer: &AdamW,
+        engine: &GptEngine,
         sink: &mut dyn EventSink,
     ) -> Result<PathBuf, TrainError> {
+        engine.write_params(self.params)?;
+        let optimizer: AdamWState = engine.optimizer_state()?;
         let meta = CheckpointMeta {
             format_version: CHECKPOINT_FORMAT_VERSION,
             step,
@@ -404,7 +435,7 @@ impl Saver<'_> {
             val_loss: val_loss.filter(|loss| loss.is_finite()),
             data: Some(self.data.clone()),
         };
-        let dir = save_checkpoint(self.run_dir, &meta, self.params, &optimizer.state())?;
+        let dir = save_checkpoint(self.run_dir, &meta, self.params, &optimizer)?;
         tracing::debug!(step, path = %dir.display(), "checkpoint written");
         sink.emit(Event::now(Checkpoint { step, tokens, path: dir.display().to_string() }));
         for old in crate::checkpoint::prune_checkpoints(self.run_dir, self.cfg.keep_checkpoints)? {
