@@ -59,28 +59,74 @@ function flush(canvas: HTMLCanvasElement) {
   canvas.getContext('2d')!.getImageData(0, 0, 1, 1)
 }
 
+/**
+ * The data in hand before either chart sees it: the columns a page has once it parsed a
+ * run's history (step, tokens, time, loss), as Float64Arrays. uPlot is given `step` and
+ * `loss` themselves (and an EMA computed for it, outside its timing).
+ */
+let columns: { n: number; step: Float64Array; tokens: Float64Array; timeSecs: Float64Array; loss: Float64Array; next: (i: number) => number } | null = null
+
+function makeColumns(n: number, seed: number) {
+  const next = makeLoss(seed)
+  const step = new Float64Array(n)
+  const tokens = new Float64Array(n)
+  const timeSecs = new Float64Array(n)
+  const loss = new Float64Array(n)
+  for (let i = 1; i <= n; i++) {
+    step[i - 1] = i
+    tokens[i - 1] = i * TOKENS_PER_STEP
+    timeSecs[i - 1] = T0 + i * 0.34 + (i % 7) * 0.001
+    loss[i - 1] = next(i)
+  }
+  columns = { n, step, tokens, timeSecs, loss, next }
+  return columns
+}
+
 const lab = {
-  /** Fill our series with n points; returns the ingest time in ms and bytes per point. */
-  oursLoad(n: number, seed = 1) {
-    ours?.chart.destroy()
-    const next = makeLoss(seed)
-    const train = trainSeries()
-    const val = new PointSeries({ values: ['val_loss'] })
-    const t0 = performance.now()
-    for (let i = 1; i <= n; i++) pushStep(train, i, next(i))
-    train.column('loss').update()
-    train.column('loss_ema').update()
-    const ingestMs = performance.now() - t0
-    ours = { chart: null as unknown as LossChart, train, val, next }
-    return { ingestMs, bytesPerPoint: train.bytes() / n, wide: train.column('loss').isWide() }
+  /** Make the n points both charts are given (outside every timing). */
+  load(n: number, seed = 1) {
+    makeColumns(n, seed)
   },
 
-  /** First render of the loaded series: create the chart (it draws at once) and rasterize. */
+  /**
+   * Our first render, from the columns in hand to pixels: bulk ingest (x columns, loss,
+   * EMA), then creating the chart (pyramids built by its first draw) and rasterizing.
+   * Returns the total and its two parts in ms, and bytes per point.
+   */
   oursFirstRender() {
-    if (!ours) throw new Error('oursLoad first')
+    if (!columns) throw new Error('load first')
+    ours?.chart?.destroy()
+    const { step, tokens, timeSecs, loss, next, n } = columns
+    const t0 = performance.now()
+    const train = trainSeries()
+    train.appendColumns({ step, tokens, timeSecs, values: { loss } })
+    const t1 = performance.now()
+    const val = new PointSeries({ values: ['val_loss'] })
+    ours = { chart: chartOf(train, val), train, val, next }
+    flush(ours.chart.canvas)
+    const t2 = performance.now()
+    return { totalMs: t2 - t0, ingestMs: t1 - t0, drawMs: t2 - t1, bytesPerPoint: train.bytes() / n, wide: train.column('loss').isWide() }
+  },
+
+  /** A new chart on the series already loaded (pyramids built): render without ingest. */
+  oursRenderLoaded() {
+    if (!ours) throw new Error('oursFirstRender first')
+    ours.chart.destroy()
     const t0 = performance.now()
     ours.chart = chartOf(ours.train, ours.val)
     flush(ours.chart.canvas)
+    return performance.now() - t0
+  },
+
+  /** The old way of loading: point by point through `push` (for the ingest comparison). */
+  oursPushLoad() {
+    if (!columns) throw new Error('load first')
+    const { step, tokens, timeSecs, loss, n } = columns
+    const t0 = performance.now()
+    const train = trainSeries()
+    for (let i = 0; i < n; i++) train.push({ step: step[i], tokens: tokens[i], timeSecs: timeSecs[i], values: { loss: loss[i] } })
+    train.column('loss').update()
+    train.column('loss_ema').update()
     return performance.now() - t0
   },
 
@@ -97,15 +143,25 @@ const lab = {
     return performance.now() - t0
   },
 
-  /** Fill uPlot's arrays (with room to append), outside the timing. */
-  uplotLoad(n: number, seed = 1, room = 100_000) {
+  /** uPlot's arrays: the same step and loss columns, with room to append (outside the timing). */
+  uplotLoad(room = 100_000) {
+    if (!columns) throw new Error('load first')
     up?.u.destroy()
-    const next = makeLoss(seed)
+    const { n, step, loss } = columns
+    const next = makeLoss(1)
     const xs = new Float64Array(n + room)
     const ys = new Float64Array(n + room)
     const ema = new Float64Array(n + room)
+    xs.set(step)
+    ys.set(loss)
     let last = 0
     let pow = 1
+    for (let i = 0; i < n; i++) {
+      last = last * 0.6 + 0.4 * ys[i]
+      pow *= 0.6
+      ema[i] = last / (1 - pow)
+    }
+    for (let i = 1; i <= n; i++) next(i) // the same continuation as ours
     const fill = (i: number) => {
       xs[i - 1] = i
       const y = next(i)
@@ -114,7 +170,6 @@ const lab = {
       pow *= 0.6
       ema[i - 1] = last / (1 - pow)
     }
-    for (let i = 1; i <= n; i++) fill(i)
     up = { u: null as unknown as uPlot, xs, ys, ema, len: n, next: (i) => (fill(i), 0) }
   },
 
@@ -164,6 +219,7 @@ const lab = {
   reset() {
     ours?.chart?.destroy()
     ours = null
+    columns = null
     up?.u?.destroy()
     up = null
     document.getElementById('uplot')!.replaceChildren()

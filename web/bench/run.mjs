@@ -3,9 +3,12 @@
 //
 //   cd web && npm run bench            # BENCH_SIZES=1000000,10000000 BENCH_REPEATS=30
 //
-// Both charts are first warmed up on 10,000 points (JIT). Measures, per size: ingest (our series + pyramid + EMA, from nothing), first render
-// (creating the chart from loaded data until its pixels are rasterized), append 100 points
-// then redraw (median of BENCH_REPEATS), and our bytes per point. uPlot is measured at the
+// Both charts are first warmed up on 10,000 points (JIT). Measures, per size: first render
+// from the same columns in hand (Float64Arrays of step, tokens, time, loss) to rasterized
+// pixels — ours ingest included (bulk append: x columns, loss, EMA; pyramids in the first
+// draw), uPlot's setData and first draw; our render of already loaded data (without
+// ingest); append 100 points then redraw (median of BENCH_REPEATS); our bytes per point.
+// BENCH_PUSH_INGEST=1 also times loading point by point through push(). uPlot is measured at the
 // sizes up to BENCH_UPLOT_MAX (default 1M) with the same two series (raw loss and its EMA).
 
 import os from 'node:os'
@@ -35,10 +38,13 @@ try {
   await page.goto(server.url)
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' })
   // Warm both up on a small run first (JIT), so first renders compare the charts, not the compilers.
-  await page.evaluate(() => window.lab.oursLoad(10_000))
-  await page.evaluate(() => window.lab.oursFirstRender())
-  await page.evaluate(() => window.lab.uplotLoad(10_000))
-  await page.evaluate(() => window.lab.uplotFirstRender())
+  for (let k = 0; k < 3; k++) {
+    await page.evaluate(() => window.lab.load(10_000))
+    await page.evaluate(() => window.lab.oursFirstRender())
+    await page.evaluate(() => window.lab.oursRenderLoaded())
+    await page.evaluate(() => window.lab.uplotLoad())
+    await page.evaluate(() => window.lab.uplotFirstRender())
+  }
   for (let k = 0; k < 20; k++) {
     await page.evaluate(() => window.lab.oursAppend(100))
     await page.evaluate(() => window.lab.uplotAppend(100))
@@ -46,15 +52,20 @@ try {
   await page.evaluate(() => window.lab.reset())
   for (const n of sizes) {
     const r = { n }
-    // Interleave the two charts' runs, so drift on a shared machine hits both alike.
-    const load = await page.evaluate((n) => window.lab.oursLoad(n), n)
-    r.ingest = load.ingestMs
-    r.bytes = load.bytesPerPoint
-    r.first = await page.evaluate(() => window.lab.oursFirstRender())
+    // Both charts start from the same columns in hand; interleaved, so drift on a shared
+    // machine hits both alike.
+    await page.evaluate((n) => window.lab.load(n), n)
     if (n <= uplotMax) {
-      await page.evaluate((n) => window.lab.uplotLoad(n), n)
+      await page.evaluate(() => window.lab.uplotLoad())
       r.uFirst = await page.evaluate(() => window.lab.uplotFirstRender())
     }
+    const first = await page.evaluate(() => window.lab.oursFirstRender())
+    r.first = first.totalMs
+    r.ingest = first.ingestMs
+    r.draw = first.drawMs
+    r.bytes = first.bytesPerPoint
+    r.loaded = await page.evaluate(() => window.lab.oursRenderLoaded())
+    if (process.env.BENCH_PUSH_INGEST) r.pushIngest = await page.evaluate(() => window.lab.oursPushLoad())
     const a = []
     const b = []
     for (let k = 0; k < repeats; k++) {
@@ -66,7 +77,7 @@ try {
     r.uAppend = b.length ? median(b) : undefined
     r.uAppendMax = b.length ? Math.max(...b) : undefined
     rows.push(r)
-    console.error(`n=${n}: ours first ${ms(r.first)} append ${ms(r.append)}; uPlot first ${ms(r.uFirst)} append ${ms(r.uAppend)}`)
+    console.error(`n=${n}: ours first ${ms(r.first)} (ingest ${ms(r.ingest)}, draw ${ms(r.draw)}; loaded ${ms(r.loaded)}) append ${ms(r.append)}; uPlot first ${ms(r.uFirst)} append ${ms(r.uAppend)}`)
     await page.evaluate(() => window.lab.reset())
   }
 } finally {
@@ -80,11 +91,15 @@ try {
 } catch {}
 console.log(`\nChromium ${version} (headless, --disable-gpu: software canvas), 1200×400 canvas, devicePixelRatio 1`)
 console.log(`${cpu}, ${os.cpus().length} cores; Node ${process.version}; medians of ${repeats} appends\n`)
-console.log('| points | ingest (ours) | first render: ours | uPlot 1.6 | ratio | append 100 + redraw, median (max): ours | uPlot 1.6 | ratio of medians | memory (ours) |')
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+console.log('| points | first render, ingest included: ours | = ingest + first draw | uPlot 1.6 | ratio | render of loaded data (ours) | append 100 + redraw, median (max): ours | uPlot 1.6 | ratio of medians | memory (ours) |')
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
 for (const r of rows) {
   const ratio = (a, b) => (b === undefined ? '—' : `${(a / b).toFixed(3)}×`)
   console.log(
-    `| ${r.n.toLocaleString('en')} | ${ms(r.ingest)} | ${ms(r.first)} | ${ms(r.uFirst)} | ${ratio(r.first, r.uFirst)} | ${ms(r.append)} (${ms(r.appendMax)}) | ${ms(r.uAppend)}${r.uAppendMax === undefined ? '' : ` (${ms(r.uAppendMax)})`} | ${ratio(r.append, r.uAppend)} | ${r.bytes.toFixed(2)} B/point |`,
+    `| ${r.n.toLocaleString('en')} | ${ms(r.first)} | ${ms(r.ingest)} + ${ms(r.draw)} | ${ms(r.uFirst)} | ${ratio(r.first, r.uFirst)} | ${ms(r.loaded)} | ${ms(r.append)} (${ms(r.appendMax)}) | ${ms(r.uAppend)}${r.uAppendMax === undefined ? '' : ` (${ms(r.uAppendMax)})`} | ${ratio(r.append, r.uAppend)} | ${r.bytes.toFixed(2)} B/point |`,
   )
+}
+if (rows.some((r) => r.pushIngest !== undefined)) {
+  console.log('\nIngest point by point through push() (the old path), for comparison:')
+  for (const r of rows) if (r.pushIngest !== undefined) console.log(`  ${r.n.toLocaleString('en')} points: ${ms(r.pushIngest)} (bulk: ${ms(r.ingest)})`)
 }

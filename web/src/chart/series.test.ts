@@ -174,3 +174,136 @@ describe('PointSeries', () => {
     expect(() => s.column('nope')).toThrow('series has no column "nope" (has: loss, loss_ema)')
   })
 })
+
+/** Every stored fact of a series, for comparing two ways of filling it. */
+function snapshot(s: PointSeries) {
+  const out: Record<string, unknown> = {
+    length: s.length,
+    step: s.stepArray(),
+    tokens: Array.from({ length: s.length }, (_, i) => s.tokens.get(i)),
+    timeMs: Array.from({ length: s.length }, (_, i) => s.timeMs.get(i)),
+    restarts: Array.from(s.restarts.data.subarray(0, s.restarts.length)),
+    bytes: s.bytes(),
+  }
+  const r = emptyRange()
+  for (const [name, c] of s.columns) {
+    const ranges: number[][] = []
+    for (const [a, b] of [[0, s.length], [3, 200], [64, 70_000], [65_530, 65_600], [1000, s.length - 7]]) {
+      c.range(a, b, r)
+      ranges.push([r.min, r.max, r.minPositive])
+    }
+    out[name] = {
+      values: s.valueArray(name).map((v) => (Number.isNaN(v) ? 'NaN' : v)),
+      wide: c.isWide(),
+      extent: c.extent(),
+      minPositive: c.minPositive(),
+      nonFinite: Array.from(c.nonFinite.data.subarray(0, c.nonFinite.length)),
+      nonPositive: Array.from(c.nonPositive.data.subarray(0, c.nonPositive.length)),
+      missing: [c.missing.starts, c.missing.ends, c.missing.count],
+      ranges,
+    }
+  }
+  return out
+}
+
+describe('PointSeries.appendColumns (bulk ingest)', () => {
+  function columns(n: number, seed: number, wideAt = -1) {
+    const random = rng(seed)
+    const step = new Float64Array(n)
+    const tokens = new Float64Array(n)
+    const timeSecs = new Float64Array(n)
+    const loss = new Float64Array(n)
+    const lr = new Float64Array(n)
+    const lrMissing = new Uint8Array(n)
+    let s = 0
+    for (let i = 0; i < n; i++) {
+      // Mostly step + 1; a restart now and then; an irregular stretch in the second chunk.
+      s = random() < 0.0005 ? Math.max(0, s - 500) : i > CHUNK_SIZE && i < CHUNK_SIZE + 3000 ? s + 1 + Math.floor(random() * 3) : s + 1
+      step[i] = s
+      tokens[i] = i === 7 ? NaN : s * 2048
+      timeSecs[i] = 1_764_400_000 + i * 0.34 + (i % 7) * 0.001
+      const u = random()
+      loss[i] = u < 0.01 ? NaN : u < 0.012 ? Infinity : u < 0.014 ? -Infinity : u < 0.02 ? 0 : u < 0.03 ? Math.fround(-random()) : Math.fround(1 + 3 * random())
+      if (i === wideAt) loss[i] = 0.1 // not a float32: the column widens
+      lr[i] = 3e-4 * random()
+      lrMissing[i] = i % 1000 < 10 ? 1 : 0
+    }
+    return { step, tokens, timeSecs, loss, lr, lrMissing }
+  }
+  const make = () =>
+    new PointSeries({ values: ['loss', 'lr', 'grad_norm'], lossy: ['lr', 'grad_norm'], smoothed: [{ name: 'loss_ema', of: 'loss' }], smoothing: 0.6 })
+  const pushAll = (s: PointSeries, c: ReturnType<typeof columns>, from: number, to: number) => {
+    for (let i = from; i < to; i++) {
+      s.push({ step: c.step[i], tokens: c.tokens[i], timeSecs: c.timeSecs[i], values: { loss: c.loss[i], lr: c.lrMissing[i] ? undefined : c.lr[i] } })
+    }
+  }
+
+  for (const [label, wideAt] of [['float32 losses', -1], ['a loss that is not a float32', 100_000]] as const) {
+    it(`stores exactly what push does, point by point (${label})`, () => {
+      const n = 2 * CHUNK_SIZE + 12_345
+      const c = columns(n, 11, wideAt)
+      const expected = make()
+      pushAll(expected, c, 0, n)
+      // Bulk in uneven pieces, after a few single pushes (chunks filled partly by each).
+      const bulk = make()
+      pushAll(bulk, c, 0, 5)
+      let from = 5
+      for (const to of [70, 65_540, 100_001, n]) {
+        const sub = (a: Float64Array | Uint8Array) => a.subarray(from, to)
+        bulk.appendColumns({ step: sub(c.step), tokens: sub(c.tokens), timeSecs: sub(c.timeSecs), values: { loss: sub(c.loss), lr: sub(c.lr) }, missing: { lr: sub(c.lrMissing) } })
+        from = to
+      }
+      expect(bulk.restarts.length).toBeGreaterThan(10)
+      expect(bulk.column('loss').isWide()).toBe(wideAt >= 0)
+      expect(snapshot(bulk)).toEqual(snapshot(expected))
+      // And points pushed after a bulk load continue it (the EMA, the restarts).
+      const more = columns(300, 12)
+      for (const s of [bulk, expected]) {
+        for (let i = 0; i < 300; i++) s.push({ step: n + more.step[i], tokens: more.tokens[i], timeSecs: 1_800_000_000 + i, values: { loss: more.loss[i] } })
+      }
+      expect(snapshot(bulk)).toEqual(snapshot(expected))
+    })
+  }
+
+  it('takes plain arrays, leaves out columns as gaps, and refuses columns of different lengths', () => {
+    const a = make()
+    a.appendColumns({ step: [1, 2, 3], timeSecs: [10, 11, 12], values: { loss: [3, NaN, 2] } })
+    expect(a.valueArray('loss')).toEqual([3, NaN, 2])
+    expect(a.column('lr').missing.count).toBe(3)
+    expect(a.column('lr').nonFinite.length).toBe(0)
+    expect(Number.isNaN(a.tokens.get(0))).toBe(true)
+    expect(a.valueArray('loss_ema')).toEqual([3, NaN, Math.fround((0.6 * 0.4 * 3 + 0.4 * 2) / (1 - 0.36))])
+    expect(() => a.appendColumns({ step: [4, 5], timeSecs: [13], values: { loss: [1, 2] } })).toThrow('appendColumns: timeSecs has 1 values, step has 2')
+    expect(() => a.appendColumns({ step: [4], timeSecs: [13], values: { nope: [1] } })).toThrow('series has no column "nope"')
+    expect(a.length).toBe(3)
+  })
+})
+
+describe('values float32 cannot represent', () => {
+  it('widens a lossy column (the EMA, lr) instead of storing ±Infinity or 0', () => {
+    const col = new ValueColumn({ lossy: true })
+    col.push(2.5)
+    col.push(0.1) // rounded: lossy
+    expect(col.isWide()).toBe(false)
+    expect(col.get(1)).toBe(Math.fround(0.1))
+    col.push(1e308)
+    expect(col.isWide()).toBe(true)
+    expect(col.get(2)).toBe(1e308)
+    expect(col.nonFinite.length).toBe(0)
+    const tiny = new ValueColumn({ lossy: true })
+    tiny.appendArray([1, 1e-300, 2])
+    expect(tiny.isWide()).toBe(true)
+    expect(tiny.get(1)).toBe(1e-300)
+    expect(tiny.minPositive()).toBe(1e-300)
+  })
+
+  it('keeps the EMA of a loss of 1e308 finite (as many NaN/Inf as the loss)', () => {
+    const s = stepSeries([1, 2, 3, 4], [1e308, 1.5e308, NaN, 1e308])
+    expect(s.column('loss_ema').nonFinite.length).toBe(s.column('loss').nonFinite.length)
+    expect(s.column('loss_ema').get(0)).toBe(1e308)
+    expect(s.column('loss_ema').isWide()).toBe(true)
+    s.setSmoothing(0.9)
+    expect(s.column('loss_ema').nonFinite.length).toBe(1)
+    expect(s.column('loss_ema').get(0)).toBe(1e308)
+  })
+})

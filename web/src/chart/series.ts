@@ -76,6 +76,57 @@ export class IntColumn {
     this.length++
   }
 
+  /**
+   * Append `src[from..to)` in bulk: the same storage as `push` value by value, in tight
+   * loops per chunk (an arithmetic progression is checked, not stored; otherwise Int32
+   * offsets are written directly, and only a value that does not fit goes the slow way).
+   */
+  appendArray(src: ArrayLike<number>, from = 0, to = src.length): void {
+    let k = from
+    while (k < to) {
+      let j = this.length & CHUNK_MASK
+      const take = Math.min(to - k, CHUNK_SIZE - j)
+      const end = k + take
+      if (j === 0) this.chunks.push({ base: src[k], delta: 0, data: null })
+      const chunk = this.chunks[this.chunks.length - 1]
+      if (chunk.data === null) {
+        let m = k
+        if (j === 0) {
+          m++
+          j++
+        }
+        if (j === 1 && m < end) chunk.delta = src[m] - chunk.base
+        const { base, delta } = chunk
+        if (Number.isFinite(delta)) {
+          while (m < end && base + j * delta === src[m]) {
+            m++
+            j++
+          }
+        }
+        this.length += m - k
+        k = m
+        if (k === end) continue
+        this.materialize(chunk, j)
+      }
+      const data = chunk.data
+      const base = chunk.base
+      if (data instanceof Int32Array && Number.isSafeInteger(base - 0x80000000) && Number.isSafeInteger(base + 0x7fffffff)) {
+        let m = k
+        for (; m < end; m++, j++) {
+          const offset = src[m] - base
+          if (offset !== (offset | 0)) break // not an integer, or outside Int32
+          data[j] = offset
+        }
+        this.length += m - k
+        k = m
+      }
+      for (; k < end; k++, j++) {
+        this.store(chunk, j, src[k])
+        this.length++
+      }
+    }
+  }
+
   /** The value at index `i` (0 ≤ i < length). */
   get(i: number): number {
     const chunk = this.chunks[i >>> CHUNK_SHIFT]
@@ -233,6 +284,18 @@ export class RangeList {
     this.count++
   }
 
+  /** Add the indices [start, end) (start ≥ every index held). */
+  pushRange(start: number, end: number): void {
+    if (end <= start) return
+    const n = this.ends.length
+    if (n > 0 && this.ends[n - 1] === start) this.ends[n - 1] = end
+    else {
+      this.starts.push(start)
+      this.ends.push(end)
+    }
+    this.count += end - start
+  }
+
   /** Position of the first range whose end is > i (the range holding i, or the next one). */
   seek(i: number): number {
     let lo = 0
@@ -287,9 +350,6 @@ export class ValueColumn {
   private levelCounts: number[] = []
   /** Points covered by the pyramid as of the last rebuild. */
   private built = 0
-  private minAll = Infinity
-  private maxAll = -Infinity
-  private minPositiveAll = Infinity
 
   constructor(options: { lossy?: boolean } = {}) {
     this.lossy = options.lossy ?? false
@@ -307,8 +367,11 @@ export class ValueColumn {
       if (chunk) chunk[i & CHUNK_MASK] = NaN
       return
     }
-    if (this.lossy) value = Math.fround(value)
-    else if (!this.wide && Math.fround(value) !== value && !Number.isNaN(value)) this.widen()
+    if (!this.wide) {
+      const f = Math.fround(value)
+      if (this.lossy ? !float32Represents(f, value) : f !== value && value === value) this.widen()
+      else value = f
+    }
     let chunk = this.chunks[k]
     if (!chunk) {
       chunk = this.wide ? new Float64Array(CHUNK_SIZE) : new Float32Array(CHUNK_SIZE)
@@ -316,13 +379,108 @@ export class ValueColumn {
       this.chunks[k] = chunk
     }
     chunk[i & CHUNK_MASK] = value
-    if (Number.isFinite(value)) {
-      if (value < this.minAll) this.minAll = value
-      if (value > this.maxAll) this.maxAll = value
-      if (value > 0) {
-        if (value < this.minPositiveAll) this.minPositiveAll = value
-      } else this.nonPositive.push(i)
-    } else this.nonFinite.push(i)
+    if (!(value > 0 && value < Infinity)) {
+      if (value <= 0 && value > -Infinity) this.nonPositive.push(i)
+      else this.nonFinite.push(i)
+    }
+  }
+
+  /**
+   * Append `src[from..to)` in bulk, the same as `push` value by value but in tight loops per
+   * chunk: copy with the float32 check, then the extent and the NaN/≤ 0 lists. `missing`
+   * (indexed like `src`, non-zero = no value) marks gaps; null when every value is there.
+   */
+  appendArray(src: ArrayLike<number>, from = 0, to = src.length, missing: ArrayLike<number> | null = null): void {
+    let k = from
+    while (k < to) {
+      const i = this.length
+      const j0 = i & CHUNK_MASK
+      const take = Math.min(to - k, CHUNK_SIZE - j0)
+      const end = k + take
+      if (missing !== null) {
+        let gaps = false
+        for (let m = k; m < end; m++) if (missing[m]) gaps = true
+        if (gaps) {
+          for (let m = k; m < end; m++) this.push(missing[m] ? undefined : src[m])
+          k = end
+          continue
+        }
+      }
+      if (j0 === 0) this.chunks.push(null)
+      const ci = i >>> CHUNK_SHIFT
+      let chunk = this.chunks[ci]
+      if (!chunk) {
+        chunk = this.wide ? new Float64Array(CHUNK_SIZE) : new Float32Array(CHUNK_SIZE)
+        chunk.fill(NaN, 0, j0) // the missing values before these
+        this.chunks[ci] = chunk
+      }
+      // Copy, noting NaN/±Infinity and values ≤ 0 (rare: one predictable test per value);
+      // a float32 chunk checks each value against what it stored.
+      let m = k
+      let j = j0
+      const nonFinite = this.nonFinite
+      const nonPositive = this.nonPositive
+      const at = i - j0 // index of chunk position 0
+      if (chunk instanceof Float32Array) {
+        if (this.lossy) {
+          for (; m < end; m++, j++) {
+            const v = src[m]
+            chunk[j] = v
+            const f = chunk[j]
+            if (!(f > 0 && f < Infinity)) {
+              // Overflow to ±Infinity or underflow: not representable (float32Represents).
+              if (!float32Represents(f, v)) break
+              if (f <= 0 && f > -Infinity) nonPositive.push(at + j)
+              else nonFinite.push(at + j)
+            } else if (f !== v && !float32Represents(f, v)) break // a positive subnormal
+          }
+        } else {
+          for (; m < end; m++, j++) {
+            const v = src[m]
+            chunk[j] = v
+            if (!(v > 0 && v < Infinity)) {
+              if (chunk[j] !== v && v === v) break
+              if (v <= 0 && v > -Infinity) nonPositive.push(at + j)
+              else nonFinite.push(at + j)
+            } else if (chunk[j] !== v) break
+          }
+        }
+        if (m < end) {
+          this.widen()
+          chunk = this.chunks[ci] as Float64Array
+        }
+      }
+      for (; m < end; m++, j++) {
+        const v = src[m]
+        chunk[j] = v
+        if (!(v > 0 && v < Infinity)) {
+          if (v <= 0 && v > -Infinity) nonPositive.push(at + j)
+          else nonFinite.push(at + j)
+        }
+      }
+      this.length += take
+      k = end
+    }
+  }
+
+  /** Append `count` points with no value (gaps). */
+  appendMissing(count: number): void {
+    const start = this.length
+    let i = start
+    while (i < start + count) {
+      const j0 = i & CHUNK_MASK
+      const take = Math.min(start + count - i, CHUNK_SIZE - j0)
+      if (j0 === 0) this.chunks.push(null)
+      this.chunks[i >>> CHUNK_SHIFT]?.fill(NaN, j0, j0 + take)
+      i += take
+    }
+    this.missing.pushRange(start, start + count)
+    this.length += count
+  }
+
+  /** The storage chunk holding index i (null while all its values are missing). */
+  chunkAt(i: number): Float32Array | Float64Array | null {
+    return this.chunks[i >>> CHUNK_SHIFT] ?? null
   }
 
   /** The value at index i, as stored. */
@@ -348,14 +506,15 @@ export class ValueColumn {
     return this.wide
   }
 
-  /** Finite extent of every value (O(1)); `null` when there is none. */
+  /** Finite extent of every value (O(log N) from the pyramid); `null` when there is none. */
   extent(): Extent | null {
-    return this.minAll <= this.maxAll ? { min: this.minAll, max: this.maxAll } : null
+    const r = this.range(0, this.length, emptyRange())
+    return r.min <= r.max ? { min: r.min, max: r.max } : null
   }
 
   /** Smallest positive value of the column, +∞ when there is none. */
   minPositive(): number {
-    return this.minPositiveAll
+    return this.range(0, this.length, emptyRange()).minPositive
   }
 
   /** Remove every value (the EMA column is cleared and refilled when its weight changes). */
@@ -369,9 +528,6 @@ export class ValueColumn {
     this.levels = []
     this.levelCounts = []
     this.built = 0
-    this.minAll = Infinity
-    this.maxAll = -Infinity
-    this.minPositiveAll = Infinity
   }
 
   /**
@@ -380,15 +536,17 @@ export class ValueColumn {
    * `reset()` is called at each restart index (the EMA starts afresh there).
    */
   rewriteFrom(source: ValueColumn, next: (v: number) => number, restarts: IndexList, reset: () => void): void {
+    if (this.wide) {
+      // Narrow again: the new values may all be float32 (widened below if not).
+      this.wide = false
+      this.chunks = this.chunks.map((c) => (c ? Float32Array.from(c) : null))
+    }
     this.nonFinite.clear()
     this.nonPositive.clear()
-    this.minAll = Infinity
-    this.maxAll = -Infinity
-    this.minPositiveAll = Infinity
     this.built = 0
     let r = 0
     for (let k = 0; k < this.chunks.length; k++) {
-      const chunk = this.chunks[k]
+      let chunk = this.chunks[k]
       if (!chunk) continue
       const k0 = k << CHUNK_SHIFT
       const end = Math.min(CHUNK_SIZE, this.length - k0)
@@ -403,15 +561,18 @@ export class ValueColumn {
           chunk[j] = NaN
           continue
         }
-        chunk[j] = next(y)
+        const exact = next(y)
+        chunk[j] = exact
+        if (!this.wide && !float32Represents(chunk[j], exact)) {
+          this.widen()
+          chunk = this.chunks[k] as Float64Array
+          chunk[j] = exact
+        }
         const v = chunk[j] // as stored (a Float32 chunk rounds)
-        if (Number.isFinite(v)) {
-          if (v < this.minAll) this.minAll = v
-          if (v > this.maxAll) this.maxAll = v
-          if (v > 0) {
-            if (v < this.minPositiveAll) this.minPositiveAll = v
-          } else this.nonPositive.push(i)
-        } else this.nonFinite.push(i)
+        if (!(v > 0 && v < Infinity)) {
+          if (v <= 0 && v > -Infinity) this.nonPositive.push(i)
+          else this.nonFinite.push(i)
+        }
       }
     }
   }
@@ -498,7 +659,6 @@ export class ValueColumn {
     if (this.built === this.length) return
     const blocks = (this.length + BLOCK_SIZE - 1) >>> BLOCK_SHIFT
     let from = this.built >>> BLOCK_SHIFT // the first block that changed
-    const scratch = emptyRange()
     let count = blocks
     for (let level = 0; count > 0; level++) {
       let l = this.levels[level]
@@ -508,24 +668,73 @@ export class ValueColumn {
         l = next
         this.levels[level] = l
       }
-      for (let k = from; k < count; k++) {
-        if (level === 0) {
-          scratch.min = Infinity
-          scratch.max = -Infinity
-          scratch.minPositive = Infinity
-          this.scan(k << BLOCK_SHIFT, Math.min(this.length, (k + 1) << BLOCK_SHIFT), scratch)
-        } else {
-          const below = this.levels[level - 1]
-          const belowCount = this.levelCounts[level - 1]
-          const a = 2 * k
-          scratch.min = below[3 * a]
-          scratch.max = below[3 * a + 1]
-          scratch.minPositive = below[3 * a + 2]
-          if (a + 1 < belowCount) this.take(below, a + 1, scratch)
+      if (level === 0) {
+        // Blocks never straddle chunks (CHUNK_SIZE is a multiple of BLOCK_SIZE). A block
+        // with no NaN/±Infinity, no value ≤ 0 and no gap (the common case, known from the
+        // sorted lists) needs only min and max; minPositive is its min.
+        const nf = this.nonFinite
+        const np = this.nonPositive
+        let nfAt = nf.lowerBound(from << BLOCK_SHIFT)
+        let npAt = np.lowerBound(from << BLOCK_SHIFT)
+        const gaps = this.missing.count > 0
+        for (let k = from; k < count; k++) {
+          const start = k << BLOCK_SHIFT
+          const end = Math.min(this.length, start + BLOCK_SIZE)
+          const chunk = this.chunks[start >>> CHUNK_SHIFT]
+          let min = Infinity
+          let max = -Infinity
+          let minPositive = Infinity
+          let clean = !gaps
+          while (nfAt < nf.length && nf.data[nfAt] < end) {
+            nfAt++
+            clean = false
+          }
+          while (npAt < np.length && np.data[npAt] < end) {
+            npAt++
+            clean = false
+          }
+          if (chunk) {
+            const a = start & CHUNK_MASK
+            const e = a + (end - start)
+            if (clean) {
+              min = max = chunk[a]
+              for (let jj = a + 1; jj < e; jj++) {
+                const v = chunk[jj]
+                if (v < min) min = v
+                if (v > max) max = v
+              }
+              minPositive = min
+            } else {
+              for (let jj = a; jj < e; jj++) {
+                const v = chunk[jj]
+                // NaN fails every comparison; ±Infinity are excluded explicitly.
+                if (v < min && v !== -Infinity) min = v
+                if (v > max && v !== Infinity) max = v
+                if (v > 0 && v < minPositive) minPositive = v
+              }
+            }
+          }
+          l[3 * k] = min
+          l[3 * k + 1] = max
+          l[3 * k + 2] = minPositive
         }
-        l[3 * k] = scratch.min
-        l[3 * k + 1] = scratch.max
-        l[3 * k + 2] = scratch.minPositive
+      } else {
+        const below = this.levels[level - 1]
+        const belowCount = this.levelCounts[level - 1]
+        for (let k = from; k < count; k++) {
+          const a = 6 * k // entry 2k of the level below
+          let min = below[a]
+          let max = below[a + 1]
+          let minPositive = below[a + 2]
+          if (2 * k + 1 < belowCount) {
+            if (below[a + 3] < min) min = below[a + 3]
+            if (below[a + 4] > max) max = below[a + 4]
+            if (below[a + 5] < minPositive) minPositive = below[a + 5]
+          }
+          l[3 * k] = min
+          l[3 * k + 1] = max
+          l[3 * k + 2] = minPositive
+        }
       }
       this.levelCounts[level] = count
       if (count === 1) break
@@ -541,6 +750,18 @@ export class ValueColumn {
   }
 }
 
+/** 2⁻²³: the relative rounding error of float32 is at most half of it. */
+const FLOAT32_EPSILON = 2 ** -23
+
+/**
+ * Whether `f` (= Math.fround(v)) stands for `v` within float32's rounding: false when `v`
+ * overflows to ±Infinity or underflows (to 0 or a subnormal). NaN and ±Infinity are
+ * represented by themselves.
+ */
+export function float32Represents(f: number, v: number): boolean {
+  return !(Math.abs(f - v) > Math.abs(v) * FLOAT32_EPSILON)
+}
+
 /**
  * The debiased exponential moving average of TensorBoard's scalar dashboard
  * (tensorboard/plugins/scalar/vz_line_chart2, "smoothing"):
@@ -552,8 +773,10 @@ export class ValueColumn {
  * value is the first value itself. `w` is in [0, 1); w = 0 is no smoothing.
  */
 export class DebiasedEma {
-  private last = 0
-  private weightPow = 1
+  /** The biased average so far (`last` above). */
+  last = 0
+  /** wⁿ for the n finite values so far. */
+  weightPow = 1
   constructor(readonly weight: number) {}
 
   reset(): void {
@@ -592,6 +815,25 @@ export interface PointInput {
   timeSecs: number
   values: Record<string, number | undefined>
 }
+
+/**
+ * Points to append in bulk, as columns (typed arrays or plain arrays of equal length): the
+ * fast way to load a history (`PointSeries.appendColumns`).
+ */
+export interface ColumnarInput {
+  step: ArrayLike<number>
+  /** Tokens trained at each point; NaN where unknown; omitted: all unknown. */
+  tokens?: ArrayLike<number>
+  /** Wall-clock time, seconds since the Unix epoch. */
+  timeSecs: ArrayLike<number>
+  /** Per raw value column; a column left out has no value at these points (a gap). */
+  values: Record<string, ArrayLike<number> | undefined>
+  /** Per raw value column: non-zero where the point has no value (a gap, not a NaN). */
+  missing?: Record<string, ArrayLike<number> | undefined>
+}
+
+/** Points per slice of a bulk append (scratch arrays stay small and cache-resident). */
+const BULK_SLICE = CHUNK_SIZE
 
 /**
  * A series of points (a run's steps or evals): x per axis, named value columns, segments.
@@ -673,6 +915,120 @@ export class PointSeries {
     }
     this.length++
     this.version++
+  }
+
+  /**
+   * Append points given as columns: the same result as `push` point by point, in tight
+   * loops over typed arrays (restarts, the x columns, each value column with its extent,
+   * the EMA), slice by slice. Loading a history this way costs a few ns per point.
+   * Throws (appending nothing) when the columns' lengths differ.
+   */
+  appendColumns(input: ColumnarInput): void {
+    const n = input.step.length
+    const check = (what: string, a: ArrayLike<number> | undefined) => {
+      if (a !== undefined && a.length !== n) throw new Error(`appendColumns: ${what} has ${a.length} values, step has ${n}`)
+    }
+    check('tokens', input.tokens)
+    check('timeSecs', input.timeSecs)
+    for (const [name, a] of Object.entries(input.values)) {
+      this.column(name)
+      check(`values.${name}`, a)
+    }
+    for (const [name, a] of Object.entries(input.missing ?? {})) check(`missing.${name}`, a)
+    if (n === 0) return
+    const timeMs = new Float64Array(Math.min(n, BULK_SLICE))
+    const tokensNone = input.tokens === undefined ? new Float64Array(timeMs.length).fill(NaN) : null
+    const ema = new Float64Array(timeMs.length)
+    for (let from = 0; from < n; from += BULK_SLICE) {
+      const to = Math.min(n, from + BULK_SLICE)
+      const i0 = this.length
+      // Restarts (a step, token count or clock going back) and the time in ms.
+      const { step, timeSecs } = input
+      const tokens = input.tokens ?? tokensNone!
+      const tokensFrom = input.tokens ? from : 0
+      let lastStep = this.lastStep
+      let lastTokens = this.lastTokens
+      let lastTimeMs = this.lastTimeMs
+      const firstRestart = this.restarts.length
+      for (let k = from; k < to; k++) {
+        const s = step[k]
+        const t = tokens[k - from + tokensFrom]
+        const ms = Math.round(timeSecs[k] * 1000)
+        timeMs[k - from] = ms
+        if (s < lastStep || t < lastTokens || ms < lastTimeMs) this.restarts.push(i0 + k - from)
+        lastStep = s
+        lastTokens = t
+        lastTimeMs = ms
+      }
+      this.lastStep = lastStep
+      this.lastTokens = lastTokens
+      this.lastTimeMs = lastTimeMs
+      this.step.appendArray(step, from, to)
+      if (input.tokens) this.tokens.appendArray(input.tokens, from, to)
+      else this.tokens.appendArray(tokensNone!, 0, to - from)
+      this.timeMs.appendArray(timeMs, 0, to - from)
+      for (const [name, column] of this.raw) {
+        const values = input.values[name]
+        if (values === undefined) {
+          column.appendMissing(to - from)
+          continue
+        }
+        const missing = input.missing?.[name]
+        column.appendArray(values, from, to, missing ?? null)
+      }
+      for (const s of this.smoothed) this.appendEma(s, i0, to - from, firstRestart, ema)
+      this.length += to - from
+    }
+    this.version++
+  }
+
+  /** The EMA of `s.source` over points [i0, i0 + count) into `s.target` (restarts reset it). */
+  private appendEma(s: PointSeries['smoothed'][number], i0: number, count: number, firstRestart: number, out: Float64Array): void {
+    const { source, target, ema } = s
+    const w = ema.weight
+    const c = 1 - w
+    let last = ema.last
+    let pow = ema.weightPow
+    let r = firstRestart
+    let nextRestart = r < this.restarts.length ? this.restarts.data[r] : -1
+    let i = i0
+    while (i < i0 + count) {
+      const chunk = source.chunkAt(i)
+      const j0 = i & CHUNK_MASK
+      const take = Math.min(i0 + count - i, CHUNK_SIZE - j0)
+      const o = i - i0
+      if (chunk === null) {
+        out.fill(NaN, o, o + take)
+      } else {
+        for (let j = j0, m = o, e = j0 + take; j < e; j++, m++) {
+          if (i0 + m === nextRestart) {
+            last = 0
+            pow = 1
+            r++
+            nextRestart = r < this.restarts.length ? this.restarts.data[r] : -1
+          }
+          const y = chunk[j]
+          if (y - y === 0) {
+            last = last * w + c * y
+            if (pow === 0) out[m] = last // wⁿ underflowed: no bias left (n > 1,400 at w = 0.6)
+            else {
+              pow *= w
+              const debias = 1 - pow
+              out[m] = debias > 0 ? last / debias : y
+            }
+          } else out[m] = y // NaN and ±Infinity pass through
+        }
+      }
+      i += take
+    }
+    ema.last = last
+    ema.weightPow = pow
+    let missing: Uint8Array | null = null
+    if (source.missing.count > 0) {
+      missing = new Uint8Array(count)
+      for (let k = 0; k < count; k++) if (source.isMissing(i0 + k)) missing[k] = 1
+    }
+    target.appendArray(out, 0, count, missing)
   }
 
   /** Every step as a plain array (for tests and debugging: O(N)). */

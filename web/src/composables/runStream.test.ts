@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { parseSummary, type StoredEvent } from '../api/types'
 import { applyBatch, backoffDelay, createRunData, runIdFromPath, streamUrl } from './runStream'
 
@@ -17,6 +17,37 @@ describe('applyBatch', () => {
     expect(data.train.valueArray('loss')).toEqual([4.2, 3.9, 3.7])
     expect(data.val.stepArray()).toEqual([2])
     expect(data.summary?.last_seq).toBe(4)
+  })
+
+  it('loads a long history into the chart series in bulk, the same as event by event', () => {
+    const events: StoredEvent[] = []
+    let seq = 0
+    for (let s = 1; s <= 5000; s++) {
+      const lr = s % 100 === 0 ? undefined : 3e-4 * (1 - s / 5000)
+      events.push({ seq: ++seq, time: 100 + s * 0.5, kind: 'step', step: s === 3000 ? 2000 : s, tokens: s * 2048, loss: s === 77 ? NaN : 4 / Math.sqrt(s), lr, grad_norm: 1 + (s % 7) / 10 })
+      if (s % 1000 === 0) events.push(evalAt(++seq, s, 3 / Math.sqrt(s)))
+    }
+    events.push({ seq: ++seq, time: 9999, kind: 'step', step: 4, tokens: 4, loss: 1, rank: 1 }) // another rank: not drawn
+    const bulk = createRunData()
+    const spy = vi.spyOn(bulk.train, 'appendColumns')
+    const pushSpy = vi.spyOn(bulk.train, 'push')
+    applyBatch(bulk, events, null)
+    expect(spy).toHaveBeenCalledTimes(5) // split by the five evals, not 5,000 pushes
+    expect(pushSpy).not.toHaveBeenCalled()
+    const one = createRunData()
+    for (const e of events) applyBatch(one, [e], null)
+    expect(bulk.train.length).toBe(5000)
+    for (const name of ['loss', 'lr', 'grad_norm', 'loss_ema']) {
+      expect(bulk.train.valueArray(name)).toEqual(one.train.valueArray(name))
+      expect(bulk.train.column(name).missing.count).toBe(one.train.column(name).missing.count)
+    }
+    expect(bulk.train.column('lr').missing.count).toBe(50)
+    expect(bulk.train.stepArray()).toEqual(one.train.stepArray())
+    expect(bulk.train.segments()).toEqual([[0, 2999], [2999, 5000]])
+    expect(bulk.train.segments()).toEqual(one.train.segments())
+    expect(bulk.val.stepArray()).toEqual([1000, 2000, 3000, 4000, 5000])
+    expect(Array.from({ length: 5 }, (_, i) => bulk.val.tokens.get(i))).toEqual([1000, 2000, NaN, 4000, 5000].map((s) => s * 2048))
+    expect(bulk.train.bytes()).toBe(one.train.bytes())
   })
 
   it('ignores events at or below the last seq (dedupe)', () => {

@@ -81,6 +81,10 @@ export function applyBatch(data: RunData, events: readonly StoredEvent[], summar
   let applied = 0
   let duplicates = 0
   let gap: Gap | null = null
+  // Step events are gathered into columns and appended to the chart series in bulk (a
+  // history of a million steps loads in milliseconds, not point by point); flushed before
+  // anything that reads the series (an eval looks up its step's tokens) and at the end.
+  const steps = new StepColumns(events.length)
   for (const event of events) {
     if (event.seq <= data.lastSeq) {
       duplicates++
@@ -90,11 +94,16 @@ export function applyBatch(data: RunData, events: readonly StoredEvent[], summar
       gap = { expected: data.lastSeq + 1, got: event.seq }
       break
     }
-    applyEvent(data, event)
+    if (event.kind === 'step') steps.add(event)
+    else {
+      steps.flushTo(data.train)
+      applyEvent(data, event)
+    }
     data.lastSeq = event.seq
     data.eventCount++
     applied++
   }
+  steps.flushTo(data.train)
   let summaryChanged = false
   if (summary && (data.summary === null || summary.last_seq >= data.summary.last_seq)) {
     data.summary = summary
@@ -114,23 +123,81 @@ function applyEvent(data: RunData, event: StoredEvent): void {
         ? { path: event.resumed_from, step: event.start_step, tokens: event.start_tokens }
         : null
       break
-    case 'step':
-      // The chart shows optimizer steps as rank 0 reports them: micro-batch events and
-      // other ranks' copies would draw the same step several times.
-      if ((event.rank ?? 0) !== 0 || event.micro_step !== undefined || !Number.isFinite(event.step)) break
-      data.train.push({
-        step: event.step,
-        tokens: event.tokens,
-        timeSecs: event.time,
-        values: { loss: event.loss, lr: event.lr, grad_norm: event.grad_norm },
-      })
-      break
     case 'eval':
       if (!Number.isFinite(event.step)) break
       data.val.push({ step: event.step, tokens: tokensAtStep(data.train, event.step), timeSecs: event.time, values: { val_loss: event.val_loss } })
       break
     default:
       break
+  }
+}
+
+type StepEvent = Extract<StoredEvent, { kind: 'step' }>
+
+/** Step events of a batch as columns, for `PointSeries.appendColumns`. */
+class StepColumns {
+  private n = 0
+  private readonly step: Float64Array
+  private readonly tokens: Float64Array
+  private readonly timeSecs: Float64Array
+  private readonly loss: Float64Array
+  private readonly lr: Float64Array
+  private readonly gradNorm: Float64Array
+  /** 1 where the event has no lr / grad_norm. */
+  private readonly lrMissing: Uint8Array
+  private readonly gradNormMissing: Uint8Array
+
+  constructor(capacity: number) {
+    this.step = new Float64Array(capacity)
+    this.tokens = new Float64Array(capacity)
+    this.timeSecs = new Float64Array(capacity)
+    this.loss = new Float64Array(capacity)
+    this.lr = new Float64Array(capacity)
+    this.gradNorm = new Float64Array(capacity)
+    this.lrMissing = new Uint8Array(capacity)
+    this.gradNormMissing = new Uint8Array(capacity)
+  }
+
+  /**
+   * Add a step event. The chart shows optimizer steps as rank 0 reports them: micro-batch
+   * events and other ranks' copies would draw the same step several times.
+   */
+  add(event: StepEvent): void {
+    if ((event.rank ?? 0) !== 0 || event.micro_step !== undefined || !Number.isFinite(event.step)) return
+    const i = this.n++
+    this.step[i] = event.step
+    this.tokens[i] = event.tokens
+    this.timeSecs[i] = event.time
+    this.loss[i] = event.loss
+    const lr = event.lr
+    const gradNorm = event.grad_norm
+    this.lr[i] = typeof lr === 'number' ? lr : NaN
+    this.lrMissing[i] = typeof lr === 'number' ? 0 : 1
+    this.gradNorm[i] = typeof gradNorm === 'number' ? gradNorm : NaN
+    this.gradNormMissing[i] = typeof gradNorm === 'number' ? 0 : 1
+  }
+
+  /** Append the gathered steps to `train` and start over. */
+  flushTo(train: PointSeries): void {
+    const n = this.n
+    if (n === 0) return
+    this.n = 0
+    if (n === 1) {
+      train.push({
+        step: this.step[0],
+        tokens: this.tokens[0],
+        timeSecs: this.timeSecs[0],
+        values: { loss: this.loss[0], lr: this.lrMissing[0] ? undefined : this.lr[0], grad_norm: this.gradNormMissing[0] ? undefined : this.gradNorm[0] },
+      })
+      return
+    }
+    train.appendColumns({
+      step: this.step.subarray(0, n),
+      tokens: this.tokens.subarray(0, n),
+      timeSecs: this.timeSecs.subarray(0, n),
+      values: { loss: this.loss.subarray(0, n), lr: this.lr.subarray(0, n), grad_norm: this.gradNorm.subarray(0, n) },
+      missing: { lr: this.lrMissing.subarray(0, n), grad_norm: this.gradNormMissing.subarray(0, n) },
+    })
   }
 }
 
