@@ -230,6 +230,23 @@ describe('LossChart truth marks and notes', () => {
     chart.destroy()
   })
 
+  it('counts each data point once when the loss and its EMA are both shown', () => {
+    const train = new PointSeries({ values: ['loss'], smoothed: [{ name: 'loss_ema', of: 'loss' }], smoothing: 0.6 })
+    ;[3, NaN, 2, Infinity, 1, -Infinity, -8, 0.5, 0, 2].forEach((y, i) => add(train, i + 1, y))
+    const series = (column: string, label: string) => ({ data: train, column, label, colorVar: '--chart-train', fallbackColor: '#00f', style: 'line' as const })
+    const chart = new LossChart(container, { series: [series('loss', 'train loss'), series('loss_ema', 'train loss (EMA)')], yLabel: 'loss', logY: true })
+    chart.draw()
+    // 3 NaN/Inf points (not 6); on the log axis, 2 raw values ≤ 0 and the EMA's ≤ 0 values
+    // at other steps count as points too, each once.
+    const ema = train.valueArray('loss_ema')
+    const nonPositive = ema.map((v, i) => (v <= 0 && v > -Infinity) || [6, 8].includes(i)).filter(Boolean).length
+    expect(nonPositive).toBeGreaterThan(2) // the EMA goes ≤ 0 where the raw loss does not
+    expect(notes().textContent).toBe(`3 NaN/Inf values in view, marked in red at the top · log scale: ${nonPositive} values ≤ 0 left out`)
+    const legend = Array.from(container.querySelectorAll('.loss-chart__legend li')).map((li) => li.textContent)
+    expect(legend).toEqual(['train loss2.0000 · 3 NaN/Inf', `train loss (EMA)${ema[9].toFixed(4)} · 3 NaN/Inf`])
+    chart.destroy()
+  })
+
   it('ranges over the 1st–99th percentile when asked, and says how many points lie outside', () => {
     const train = trainSeries()
     for (let i = 1; i <= 900; i++) add(train, i, i === 500 ? 1000 : i === 600 ? -1000 : 2 + (i % 10) / 100)

@@ -32,7 +32,7 @@ import {
   type Scale,
   type Ticks,
 } from './scale'
-import { emptyRange, type Extent, type PointSeries, type XAxisKind } from './series'
+import { IndexList, emptyRange, type Extent, type PointSeries, type XAxisKind } from './series'
 
 /** How a series is drawn. */
 export type SeriesStyle = 'line' | 'line+points'
@@ -648,17 +648,17 @@ export class LossChart {
     ctx.clip()
     this.drawRestarts(ctx, theme, shown, xScale, box)
     let vertices = 0
-    let nonPositive = 0
     for (const i of shown) {
       const s = series[i]
       const onY2 = s.axis === 'y2'
       const ys = onY2 ? y2Scale! : yScale
       vertices += this.drawSeries(ctx, s, this.paths[i], theme.series[i], xScale, ys, plotWidth)
-      if (ys.log) nonPositive += this.countIn(s, 'nonPositive', xDomain)
     }
     this.lastVertexCount = vertices
     t = this.mark('series', t)
-    const bad = this.drawBadMarks(ctx, theme, shown, xScale, box)
+    this.drawBadMarks(ctx, theme, shown, xScale, box)
+    const bad = this.countPoints(shown, 'nonFinite', xDomain)
+    const nonPositive = log ? this.countPoints(left, 'nonPositive', xDomain) : 0
     ctx.restore()
     t = this.mark('marks', t)
 
@@ -680,13 +680,32 @@ export class LossChart {
     this.notes.hidden = notes.length === 0
   }
 
-  /** Count of entries of a series' index list (nonFinite / nonPositive) within the x window. */
-  private countIn(s: ChartSeries, list: 'nonFinite' | 'nonPositive', xDomain: [number, number]): number {
-    const column = s.data.column(s.column)
+  /**
+   * How many data points of series `indices` within the x window are in `list` (NaN/±Inf,
+   * or ≤ 0), each counted once: series showing the same points (the loss and its EMA) are
+   * grouped by their source column, and a point in any of the group's lists counts once.
+   */
+  private countPoints(indices: number[], list: 'nonFinite' | 'nonPositive', xDomain: [number, number]): number {
+    const groups = new Map<PointSeries, Map<string, IndexList[]>>()
+    for (const i of indices) {
+      const s = this.options.series[i]
+      const source = s.data.sourceOf(s.column)
+      let bySource = groups.get(s.data)
+      if (!bySource) groups.set(s.data, (bySource = new Map()))
+      const lists = bySource.get(source) ?? []
+      lists.push(s.data.column(s.column)[list])
+      bySource.set(source, lists)
+    }
     let n = 0
-    for (const [a, b] of s.data.segments()) {
-      const [lo, hi] = s.data.window(this.axis, a, b, xDomain[0], xDomain[1])
-      n += column[list].countIn(lo, hi)
+    for (const [data, bySource] of groups) {
+      for (const lists of bySource.values()) {
+        const nonEmpty = lists.filter((l) => l.length > 0)
+        if (nonEmpty.length === 0) continue
+        for (const [a, b] of data.segments()) {
+          const [lo, hi] = data.window(this.axis, a, b, xDomain[0], xDomain[1])
+          n += IndexList.countUnionIn(nonEmpty, lo, hi)
+        }
+      }
     }
     return n
   }
@@ -876,10 +895,10 @@ export class LossChart {
 
   /**
    * A red tick at the top edge in each device column holding a NaN or ±Infinity of a shown
-   * series; O(columns × log N) however many there are. Returns how many are in view.
+   * series; O(columns × log N) however many there are.
    */
-  private drawBadMarks(ctx: CanvasRenderingContext2D, theme: ChartTheme, shown: number[], xScale: Scale, box: Box): number {
-    let count = 0
+  private drawBadMarks(ctx: CanvasRenderingContext2D, theme: ChartTheme, shown: number[], xScale: Scale, box: Box): void {
+    let marks = 0
     const path = new Path2D()
     const [x0, x1] = xScale.domain
     for (const i of shown) {
@@ -888,7 +907,6 @@ export class LossChart {
       if (column.nonFinite.length === 0) continue
       for (const [a, b] of s.data.segments()) {
         const [lo, hi] = s.data.window(this.axis, a, b, x0, x1)
-        count += column.nonFinite.countIn(lo, hi)
         const cursor = new BreakCursor(column, false, lo, false)
         let k = cursor.next(lo)
         while (k < hi) {
@@ -897,18 +915,18 @@ export class LossChart {
           const x = (c + 0.5) / this.dpr
           path.moveTo(x, box.top - BAD_TICK_PX)
           path.lineTo(x, box.top)
+          marks++
           // Jump to the first point right of this device column.
           const next = s.data.lowerBound(this.axis, k + 1, b, xScale.invert((c + 1) / this.dpr))
           k = cursor.next(Math.max(k + 1, next))
         }
       }
     }
-    if (count > 0) {
+    if (marks > 0) {
       ctx.strokeStyle = theme.bad
       ctx.lineWidth = Math.max(1.5, 2 / this.dpr)
       ctx.stroke(path)
     }
-    return count
   }
 
   // ---- interaction: DOM overlay only, the canvas is not repainted ----

@@ -254,6 +254,24 @@ export class IndexList {
     return lowerBoundArray(this.data, this.length, j) - lowerBoundArray(this.data, this.length, i)
   }
 
+  /**
+   * How many distinct indices in [i, j) the lists hold together (each list sorted): a merge
+   * of their entries in the window, O(entries).
+   */
+  static countUnionIn(lists: readonly IndexList[], i: number, j: number): number {
+    if (lists.length === 1) return lists[0].countIn(i, j)
+    const at = lists.map((l) => l.lowerBound(i))
+    const ends = lists.map((l) => l.lowerBound(j))
+    let n = 0
+    for (;;) {
+      let next = Infinity
+      for (let k = 0; k < lists.length; k++) if (at[k] < ends[k] && lists[k].data[at[k]] < next) next = lists[k].data[at[k]]
+      if (next === Infinity) return n
+      n++
+      for (let k = 0; k < lists.length; k++) if (at[k] < ends[k] && lists[k].data[at[k]] === next) at[k]++
+    }
+  }
+
   /** First position whose entry is >= i. */
   lowerBound(i: number): number {
     return lowerBoundArray(this.data, this.length, i)
@@ -879,6 +897,15 @@ export class PointSeries {
     const c = this.columns.get(name)
     if (!c) throw new Error(`series has no column "${name}" (has: ${[...this.columns.keys()].join(', ')})`)
     return c
+  }
+
+  /**
+   * The raw column whose points `name` shows: `of` for a smoothed column (the EMA of loss
+   * is loss's points), `name` itself otherwise. Counts of notable points go by it, so a NaN
+   * shown by both the loss and its EMA is one NaN.
+   */
+  sourceOf(name: string): string {
+    return this.smoothed.find((s) => s.name === name)?.of ?? name
   }
 
   /** The x axis column for `kind`. */
