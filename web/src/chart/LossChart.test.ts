@@ -247,6 +247,23 @@ describe('LossChart truth marks and notes', () => {
     chart.destroy()
   })
 
+  it('labels huge losses in exponent notation and keeps their EMA finite', () => {
+    const train = new PointSeries({ values: ['loss'], smoothed: [{ name: 'loss_ema', of: 'loss' }], smoothing: 0.6 })
+    ;[1e308, 1.5e308, NaN, 1.2e308, 1.7e308].forEach((y, i) => add(train, i + 1, y))
+    const series = (column: string, label: string) => ({ data: train, column, label, colorVar: '--chart-train', fallbackColor: '#00f', style: 'line' as const })
+    const chart = new LossChart(container, { series: [series('loss', 'train loss'), series('loss_ema', 'train loss (EMA)')], yLabel: 'loss' })
+    calls.length = 0
+    chart.draw()
+    const yLabels = calls.filter((c) => c.startsWith('fillText(') && /e30\d/.test(c)).map((c) => c.slice(9, c.indexOf(',')))
+    expect(yLabels.length).toBeGreaterThanOrEqual(2)
+    for (const l of yLabels) expect(l).toMatch(/^\d\.\de30\d$/)
+    expect(notes().textContent).toBe('1 NaN/Inf value in view, marked in red at the top')
+    const legend = Array.from(container.querySelectorAll('.loss-chart__legend li')).map((li) => li.textContent)
+    expect(legend[0]).toBe('train loss1.70e308 · 1 NaN/Inf')
+    expect(legend[1]).toMatch(/^train loss \(EMA\)1\.\d\de308 · 1 NaN\/Inf$/)
+    chart.destroy()
+  })
+
   it('ranges over the 1st–99th percentile when asked, and says how many points lie outside', () => {
     const train = trainSeries()
     for (let i = 1; i <= 900; i++) add(train, i, i === 500 ? 1000 : i === 600 ? -1000 : 2 + (i % 10) / 100)

@@ -65,6 +65,18 @@ describe('nice ticks', () => {
     expect(formatTick(400, 200)).toBe('400')
     expect(formatTick(20_000, 5000)).toBe('20k')
     expect(formatTick(1_500_000, 500_000)).toBe('1.5M')
+    // Huge and tiny values: exponent notation with the digits the step needs, no SI suffix.
+    expect(formatTick(1e296, 5e295)).toBe('1.0e296')
+    expect(formatTick(2.5e296, 5e295)).toBe('2.5e296')
+    expect(formatTick(-3e300, 1e300)).toBe('-3e300')
+    expect(formatTick(0, 5e295)).toBe('0')
+    expect(formatTick(1.2e-9, 1e-10)).toBe('1.2e-9')
+    expect(formatTick(3e-5, 1e-5)).toBe('3e-5')
+    expect(formatTick(2e15, 5e14)).toBe('2.0e15')
+    const huge = niceTicks(0.9e308, 1.7e308, 4)
+    const labels = huge.values.map((v) => formatTick(v, huge.step))
+    expect(labels).toEqual(['1.0e308', '1.2e308', '1.4e308', '1.6e308'])
+    expect(labels.every((l) => /^-?\d(\.\d+)?e-?\d+$/.test(l))).toBe(true)
   })
 })
 
@@ -98,6 +110,7 @@ describe('logScale and logTicks', () => {
     expect(formatLogTick(1000)).toBe('1k')
     expect(formatLogTick(0.001)).toBe('0.001')
     expect(formatLogTick(1e-6)).toBe('1e-6')
+    expect(formatLogTick(1e296)).toBe('1e296')
   })
 })
 

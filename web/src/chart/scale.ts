@@ -95,13 +95,29 @@ export function paddedDomain(min: number, max: number, pad = 0.05): [number, num
   return [min - margin, max + margin]
 }
 
+/** Magnitudes from which ticks are written in exponent notation ("2.5e296", "1.2e-9"). */
+const EXPONENT_ABOVE = 1e15
+const EXPONENT_BELOW = 1e-4
+
 /**
  * A tick label: the value with the step's decimals; large round values in compact form
- * ("20k", "1.5M") when the step is at least 1000.
+ * ("20k", "1.5M") when the step is at least 1000; huge or tiny values (beyond the SI
+ * suffixes, or steps below 1e-4) in exponent notation with the digits the step needs
+ * ("2.5e296" for step 5e295, "1.2e-9" for step 1e-10).
  */
 export function formatTick(value: number, step: number): string {
-  if (step >= 1000 && Math.abs(value) >= 1000) return formatCompact(value)
+  const abs = Math.abs(value)
+  if (value !== 0 && Number.isFinite(value) && (abs >= EXPONENT_ABOVE || (step > 0 && step < EXPONENT_BELOW))) {
+    const decimals = step > 0 ? Math.floor(Math.log10(abs) + 1e-9) - Math.floor(Math.log10(step) + 1e-9) : 2
+    return exponent(value, Math.min(15, Math.max(0, decimals)))
+  }
+  if (step >= 1000 && abs >= 1000) return formatCompact(value)
   return value.toFixed(stepDecimals(step))
+}
+
+/** `value` as "m.mmme±k" with `decimals` mantissa decimals, without the "+": "1.5e296". */
+function exponent(value: number, decimals: number): string {
+  return value.toExponential(decimals).replace('e+', 'e')
 }
 
 /** A data→pixel map, linear or logarithmic (base 10). */
@@ -165,8 +181,9 @@ export function logTicks(min: number, max: number, target = 5): Ticks {
   return niceTicks(min, max, target)
 }
 
-/** A tick label of a log axis: "0.001", "20", "1e-6", "1M". */
+/** A tick label of a log axis: "0.001", "20", "1e-6", "1M", "1e296". */
 export function formatLogTick(value: number): string {
+  if (value >= EXPONENT_ABOVE) return exponent(value, 0)
   if (value >= 1000) return formatCompact(value)
   if (value >= 1e-4) return String(Number(value.toPrecision(6)))
   return value.toExponential(0).replace('e+', 'e')
