@@ -169,9 +169,9 @@ describe('LossChart', () => {
     chart.invalidate()
     calls.length = 0
     runFrames()
-    // x domain [1, 2] → the left edge of the plot (46: y labels "4.6"… are 18px + 28);
-    // y domain 5 ± 0.5 → the middle of 14…260.
-    expect(calls.filter((c) => c.startsWith('path.arc'))).toEqual([`path.arc(46,137,3)`])
+    // x domain [0, 2] (a lone point is centred) → the middle of the plot, 46…584 (46: y
+    // labels "4.6"… are 18px + 28); y domain 5 ± 0.5 → the middle of 14…260.
+    expect(calls.filter((c) => c.startsWith('path.arc'))).toEqual([`path.arc(315,137,3)`])
     expect(calls).toContain('fill()')
     expect(chart.canvas.getAttribute('aria-label')).toBe('Loss by step. train loss: 1 point, latest 5.0000; val loss: 0 points.')
 
@@ -261,6 +261,62 @@ describe('LossChart truth marks and notes', () => {
     const legend = Array.from(container.querySelectorAll('.loss-chart__legend li')).map((li) => li.textContent)
     expect(legend[0]).toBe('train loss1.70e308 · 1 NaN/Inf')
     expect(legend[1]).toMatch(/^train loss \(EMA\)1\.\d\de308 · 1 NaN\/Inf$/)
+    chart.destroy()
+  })
+
+  it('keeps a restart label inside the plot near the right edge', () => {
+    const train = trainSeries()
+    ;[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 9].forEach((step, i) => add(train, step, 3 - i / 100))
+    const chart = makeChart(train)
+    calls.length = 0
+    chart.draw()
+    const call = calls.find((c) => c.startsWith('fillText(↺ restart at step 9,'))!
+    const x = Number(call.split(',')[1])
+    const width = '↺ restart at step 9'.length * 6 // the test context's measureText
+    const box = (chart as unknown as { layout: { left: number; right: number; xScale: { map(v: number): number } } }).layout
+    const line = box.xScale.map(9)
+    expect(line).toBeGreaterThan(box.right - width) // near the edge: right of the line it would not fit
+    expect(x + width).toBeLessThanOrEqual(box.right)
+    expect(x).toBeGreaterThanOrEqual(box.left)
+    expect(x + width).toBeLessThan(line) // left of the line
+    chart.destroy()
+  })
+
+  it('draws a lone first point whole, centred', () => {
+    const train = trainSeries()
+    add(train, 1000, 2)
+    const chart = makeChart(train)
+    calls.length = 0
+    chart.draw()
+    const box = (chart as unknown as { layout: { left: number; right: number } }).layout
+    const arc = calls.find((c) => c.startsWith('path.arc('))!
+    const x = Number(arc.slice(9).split(',')[0])
+    expect(x).toBeCloseTo((box.left + box.right) / 2, 6)
+    chart.destroy()
+  })
+
+  it('gives the right axis to one series at a time', () => {
+    const train = new PointSeries({ values: ['loss', 'lr', 'grad_norm'] })
+    for (let i = 1; i <= 50; i++) train.push({ step: i, tokens: i, timeSecs: 1e9 + i, values: { loss: 3, lr: 1e-3 * (i / 50), grad_norm: 1 + (i % 5) / 10 } })
+    const s = (column: string, label: string, axis: 'y' | 'y2', visible = true) => ({ data: train, column, label, colorVar: '--x', fallbackColor: '#000', style: 'line' as const, axis, visible })
+    const chart = new LossChart(container, { series: [s('loss', 'train loss', 'y'), s('lr', 'learning rate', 'y2'), s('grad_norm', 'grad norm', 'y2')], yLabel: 'loss' })
+    // Both asked visible: only the first gets the axis.
+    expect([0, 1, 2].map((i) => chart.isSeriesVisible(i))).toEqual([true, true, false])
+    calls.length = 0
+    chart.draw()
+    expect(calls).toContain('fillText(learning rate,0,0)')
+    // lr alone on the axis: its ticks span 2e-5 … 1e-3, not 0 … 1.5.
+    expect(calls.some((c) => /^fillText\(1\.00e-3,/.test(c))).toBe(true)
+    const buttons = container.querySelectorAll<HTMLButtonElement>('.loss-chart__toggle')
+    buttons[2].click() // grad norm: takes the axis, lr is hidden
+    expect([0, 1, 2].map((i) => chart.isSeriesVisible(i))).toEqual([true, false, true])
+    expect(buttons[1].getAttribute('aria-pressed')).toBe('false')
+    calls.length = 0
+    chart.draw()
+    expect(calls).toContain('fillText(grad norm,0,0)')
+    expect(calls.some((c) => /e-3,/.test(c))).toBe(false)
+    buttons[0].click() // the left axis is not affected
+    expect(chart.isSeriesVisible(2)).toBe(true)
     chart.destroy()
   })
 
@@ -354,7 +410,14 @@ describe('LossChart interaction', () => {
     for (let i = 1; i <= 100; i++) add(train, i, 2)
     const chart = makeChart(train)
     chart.zoomTo(10, 30)
-    chart.setFollow(true)
+    const plot = container.querySelector('.loss-chart__plot')!
+    // F toggles following (as docs/chart.md says): on, off, on.
+    plot.dispatchEvent(new KeyboardEvent('keydown', { key: 'f' }))
+    expect(chart.view().follow).toBe(true)
+    plot.dispatchEvent(new KeyboardEvent('keydown', { key: 'F' }))
+    expect(chart.view().follow).toBe(false)
+    plot.dispatchEvent(new KeyboardEvent('keydown', { key: 'f' }))
+    expect(chart.view().follow).toBe(true)
     chart.draw()
     expect(chart.view().xWindow).toEqual([80, 100])
     for (let i = 101; i <= 150; i++) add(train, i, 2)
@@ -369,7 +432,10 @@ describe('xDomainFor', () => {
     expect(xDomainFor({ min: 1, max: 500 })).toEqual([0, 500])
     expect(xDomainFor({ min: 100, max: 500 })).toEqual([0, 500])
     expect(xDomainFor({ min: 5000, max: 6000 })).toEqual([5000, 6000])
-    expect(xDomainFor({ min: 7, max: 7 })).toEqual([7, 8])
-    expect(xDomainFor({ min: 0, max: 0 })).toEqual([0, 1])
+    // A single point is centred, not on an edge where its dot would be cut.
+    expect(xDomainFor({ min: 7, max: 7 })).toEqual([6, 8])
+    expect(xDomainFor({ min: 0, max: 0 })).toEqual([-1, 1])
+    expect(xDomainFor({ min: 1000, max: 1000 })).toEqual([950, 1050])
+    expect(xDomainFor({ min: 1.7e9, max: 1.7e9 }, false)).toEqual([1.7e9 - 1, 1.7e9 + 1])
   })
 })

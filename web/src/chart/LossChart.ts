@@ -66,7 +66,7 @@ export const X_AXIS_LABELS: Record<XAxisKind, string> = { step: 'step', tokens: 
 export interface LossChartOptions {
   series: ChartSeries[]
   yLabel: string
-  /** Title of the right axis (when a 'y2' series is shown). */
+  /** Title of the right axis when its series has no label (it shows one series at a time, titled by its label). */
   y2Label?: string
   /** Shown in the plot while there is no data. */
   emptyText?: string
@@ -135,9 +135,15 @@ const ZOOM_STEP = 1.25
 
 /**
  * The x window for data spanning `ext`: from step 0 when the data starts near it (a fresh
- * run), else from the first x (a resumed run, or a time axis), to the last.
+ * run), else from the first x (a resumed run, or a time axis), to the last. A single x (one
+ * point so far) is centred, with 5 % of its value (at least 1) on either side — 1 second on
+ * a time axis — so that its dot is drawn whole, away from the axis.
  */
 export function xDomainFor(ext: Extent, fromZero = true): [number, number] {
+  if (ext.max === ext.min) {
+    const pad = fromZero ? Math.max(1, Math.abs(ext.min) * 0.05) : 1
+    return [ext.min - pad, ext.min + pad]
+  }
   const start =
     fromZero && (ext.min <= 0 || ext.min <= (ext.max - ext.min) * 0.25) ? Math.min(0, ext.min) : ext.min
   return ext.max > start ? [start, ext.max] : [start, start + 1]
@@ -220,7 +226,15 @@ export class LossChart {
     this.logY = options.logY ?? false
     this.ignoreOutliers = options.ignoreOutliers ?? false
     this.follow = options.follow ?? true
-    this.visible = options.series.map((s) => s.visible ?? true)
+    // One series on the right axis at a time: the first one asked to be visible.
+    let y2Shown = false
+    this.visible = options.series.map((s) => {
+      const shown = s.visible ?? true
+      if (!shown || s.axis !== 'y2') return shown
+      if (y2Shown) return false
+      y2Shown = true
+      return true
+    })
     this.paths = options.series.map(() => new PathCache())
     const doc = container.ownerDocument
     const el = <K extends keyof HTMLElementTagNameMap>(tag: K, className: string) => {
@@ -327,10 +341,29 @@ export class LossChart {
     this.viewChanged()
   }
 
+  /**
+   * Show or hide series `index`. The right axis shows one series at a time (learning rate
+   * and grad norm differ by orders of magnitude, so a shared linear axis would flatten one):
+   * showing a 'y2' series hides the other 'y2' series.
+   */
   setSeriesVisible(index: number, visible: boolean): void {
+    const series = this.options.series
+    if (visible && series[index]?.axis === 'y2') {
+      series.forEach((s, i) => {
+        if (i !== index && s.axis === 'y2' && this.visible[i]) {
+          this.visible[i] = false
+          this.legendButtons[i]?.setAttribute('aria-pressed', 'false')
+        }
+      })
+    }
     this.visible[index] = visible
     this.legendButtons[index]?.setAttribute('aria-pressed', String(visible))
     this.invalidate()
+  }
+
+  /** Whether series `index` is shown. */
+  isSeriesVisible(index: number): boolean {
+    return this.visible[index] ?? false
   }
 
   /** Zoom x to [x0, x1] (in the axis's units; seconds for time). Stops following. */
@@ -795,7 +828,8 @@ export class LossChart {
     ctx.rotate(Math.PI / 2)
     ctx.textAlign = 'center'
     ctx.textBaseline = 'top'
-    ctx.fillText(this.options.y2Label ?? '', 0, 0)
+    const shown = this.options.series.find((s, i) => s.axis === 'y2' && this.visible[i])
+    ctx.fillText(shown?.label ?? this.options.y2Label ?? '', 0, 0)
     ctx.restore()
   }
 
@@ -887,7 +921,11 @@ export class LossChart {
         ctx.moveTo(x, box.top)
         ctx.lineTo(x, box.bottom)
         ctx.stroke()
-        ctx.fillText(`↺ restart at step ${data.step.get(index).toLocaleString('en')}`, x + 3, box.top + 2)
+        // Right of the line, or left of it where the label would cross the right edge.
+        const label = `↺ restart at step ${data.step.get(index).toLocaleString('en')}`
+        const width = ctx.measureText(label).width
+        const labelX = x + 3 + width <= box.right ? x + 3 : Math.max(box.left + 2, x - 3 - width)
+        ctx.fillText(label, labelX, box.top + 2)
       }
     }
     ctx.setLineDash([])
