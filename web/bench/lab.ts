@@ -82,6 +82,11 @@ function makeColumns(n: number, seed: number) {
   return columns
 }
 
+/** A full garbage collection before a timed first render (Chromium runs with --expose-gc), so that neither chart pays for the other's garbage. */
+function collect() {
+  ;(globalThis as { gc?: () => void }).gc?.()
+}
+
 const lab = {
   /** Make the n points both charts are given (outside every timing). */
   load(n: number, seed = 1) {
@@ -96,6 +101,8 @@ const lab = {
   oursFirstRender() {
     if (!columns) throw new Error('load first')
     ours?.chart?.destroy()
+    ours = null
+    collect()
     const { step, tokens, timeSecs, loss, next, n } = columns
     const t0 = performance.now()
     const train = trainSeries()
@@ -112,6 +119,7 @@ const lab = {
   oursRenderLoaded() {
     if (!ours) throw new Error('oursFirstRender first')
     ours.chart.destroy()
+    collect()
     const t0 = performance.now()
     ours.chart = chartOf(ours.train, ours.val)
     flush(ours.chart.canvas)
@@ -179,6 +187,7 @@ const lab = {
     const host = document.getElementById('uplot')!
     host.replaceChildren()
     const { xs, ys, ema, len } = up
+    collect()
     const t0 = performance.now()
     let drawn = false
     up.u = new uPlot(

@@ -3,7 +3,7 @@
 //
 //   cd web && npm run bench            # BENCH_SIZES=1000000,10000000 BENCH_REPEATS=30
 //
-// Both charts are first warmed up on 10,000 points (JIT). Measures, per size: first render
+// Both charts are first warmed up, three rounds at 200,000 points (JIT). Measures, per size: first render
 // from the same columns in hand (Float64Arrays of step, tokens, time, loss) to rasterized
 // pixels — ours ingest included (bulk append: x columns, loss, EMA; pyramids in the first
 // draw), uPlot's setData and first draw; our render of already loaded data (without
@@ -38,8 +38,9 @@ try {
   await page.goto(server.url)
   await page.waitForSelector('body[data-ready="true"]', { state: 'attached' })
   // Warm both up on a small run first (JIT), so first renders compare the charts, not the compilers.
+  // Three rounds at 200,000 points: bulk loops run long enough for the optimizing compiler.
   for (let k = 0; k < 3; k++) {
-    await page.evaluate(() => window.lab.load(10_000))
+    await page.evaluate(() => window.lab.load(200_000))
     await page.evaluate(() => window.lab.oursFirstRender())
     await page.evaluate(() => window.lab.oursRenderLoaded())
     await page.evaluate(() => window.lab.uplotLoad())

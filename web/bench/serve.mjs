@@ -38,4 +38,4 @@ export async function buildLab() {
 }
 
 /** Chromium flags: headless, software canvas (no GPU), fixed 1× scale. */
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-gpu-compositing', '--force-device-scale-factor=1', '--js-flags=--max-old-space-size=4096']
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-gpu-compositing', '--force-device-scale-factor=1', '--js-flags=--max-old-space-size=4096 --expose-gc']

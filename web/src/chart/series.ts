@@ -354,7 +354,8 @@ export function emptyRange(): RangeResult {
 export class ValueColumn {
   length = 0
   /** Value chunks; null while every value in it is missing (not allocated). */
-  private chunks: (Float32Array | Float64Array | null)[] = []
+  /** @internal Value chunks (read by the fused EMA loop of another column). */
+  chunks: (Float32Array | Float64Array | null)[] = []
   private wide = false
   private readonly lossy: boolean
   /** Indices of NaN and ±Infinity values that were reported as such. */
@@ -479,6 +480,89 @@ export class ValueColumn {
       this.length += take
       k = end
     }
+  }
+
+  /**
+   * Append the debiased EMA (state `ema`, reset at every index of `restarts` from position
+   * `r`) of `source`'s points [i0, i0 + count): one fused loop per chunk that computes, stores
+   * as float32 and notes NaN/±Infinity and ≤ 0 values. It stops before the first value
+   * float32 cannot represent, and does nothing for a wide column or a source with gaps;
+   * returns how many points it appended (the caller does the rest the general way), with
+   * `ema` updated to match.
+   */
+  appendEmaOf(source: ValueColumn, i0: number, count: number, ema: DebiasedEma, restarts: IndexList, r: number): number {
+    if (this.wide || source.missing.count > 0 || this.length !== i0 || source.length < i0 + count) return 0
+    const w = ema.weight
+    const c = 1 - w
+    let last = ema.last
+    let pow = ema.weightPow
+    while (r < restarts.length && restarts.data[r] < i0) r++
+    let nextRestart = r < restarts.length ? restarts.data[r] : -1
+    const nonFinite = this.nonFinite
+    const nonPositive = this.nonPositive
+    let i = i0
+    const end = i0 + count
+    let stopped = false
+    while (i < end && !stopped) {
+      const j0 = i & CHUNK_MASK
+      const take = Math.min(end - i, CHUNK_SIZE - j0)
+      const ci = i >>> CHUNK_SHIFT
+      if (j0 === 0) this.chunks.push(null)
+      let chunk = this.chunks[ci]
+      if (!chunk) {
+        chunk = new Float32Array(CHUNK_SIZE)
+        chunk.fill(NaN, 0, j0)
+        this.chunks[ci] = chunk
+      }
+      const src = source.chunks[ci]
+      const at = ci << CHUNK_SHIFT
+      let j = j0
+      if (src) {
+        for (const e = j0 + take; j < e; j++) {
+          const lastBefore = last
+          const powBefore = pow
+          if (at + j === nextRestart) {
+            last = 0
+            pow = 1
+          }
+          const y = src[j]
+          let v = y // NaN and ±Infinity pass through
+          if (y - y === 0) {
+            last = last * w + c * y
+            if (pow === 0) v = last // wⁿ underflowed: no bias left (n > 1,400 at w = 0.6)
+            else {
+              pow *= w
+              const debias = 1 - pow
+              v = debias > 0 ? last / debias : y
+            }
+          }
+          chunk[j] = v
+          const f = chunk[j]
+          if (!(f >= FLOAT32_MIN_NORMAL && f < Infinity)) {
+            if (!float32Represents(f, v)) {
+              last = lastBefore
+              pow = powBefore
+              stopped = true
+              break
+            }
+            if (f <= 0 && f > -Infinity) nonPositive.push(at + j)
+            else if (!(f > 0 && f < Infinity)) nonFinite.push(at + j)
+          }
+          if (at + j === nextRestart) {
+            r++
+            nextRestart = r < restarts.length ? restarts.data[r] : -1
+          }
+        }
+      } else if (j0 === 0) {
+        this.chunks[ci] = null // cannot happen without gaps; kept consistent anyway
+        j = j0 + take
+      }
+      this.length += j - j0
+      i += j - j0
+    }
+    ema.last = last
+    ema.weightPow = pow
+    return i - i0
   }
 
   /** Append `count` points with no value (gaps). */
@@ -768,6 +852,9 @@ export class ValueColumn {
   }
 }
 
+/** The smallest normal float32: from it up to the largest, float32 rounds within 2⁻²⁴. */
+const FLOAT32_MIN_NORMAL = 1.1754943508222875e-38
+
 /** 2⁻²³: the relative rounding error of float32 is at most half of it. */
 const FLOAT32_EPSILON = 2 ** -23
 
@@ -1012,6 +1099,12 @@ export class PointSeries {
   /** The EMA of `s.source` over points [i0, i0 + count) into `s.target` (restarts reset it). */
   private appendEma(s: PointSeries['smoothed'][number], i0: number, count: number, firstRestart: number, out: Float64Array): void {
     const { source, target, ema } = s
+    const done = target.appendEmaOf(source, i0, count, ema, this.restarts, firstRestart)
+    if (done === count) return
+    // The general way (a source with gaps, a value float32 cannot hold): compute, then append.
+    i0 += done
+    count -= done
+    while (firstRestart < this.restarts.length && this.restarts.data[firstRestart] < i0) firstRestart++
     const w = ema.weight
     const c = 1 - w
     let last = ema.last
