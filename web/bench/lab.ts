@@ -246,13 +246,24 @@ const lab = {
     ours?.chart?.destroy()
     const train = new PointSeries({ values: ['loss'] })
     const val = new PointSeries({ values: ['val_loss'] })
+    // Loaded in bulk, as the page loads a history (the first 1,000 points one by one).
+    const step = new Float64Array(n)
+    const tokens = new Float64Array(n)
+    const timeSecs = new Float64Array(n)
+    const loss = new Float64Array(n)
     for (let i = 1; i <= n; i++) {
       let y = 2
       if (i === spikeAt) y = 5
       else if (i === isolatedAt - 1 || i === isolatedAt + 1) y = NaN
       else if (i === isolatedAt) y = 1
-      train.push({ step: i, tokens: i * TOKENS_PER_STEP, timeSecs: T0 + i, values: { loss: y } })
+      step[i - 1] = i
+      tokens[i - 1] = i * TOKENS_PER_STEP
+      timeSecs[i - 1] = T0 + i
+      loss[i - 1] = y
     }
+    const head = Math.min(n, 1000)
+    for (let i = 0; i < head; i++) train.push({ step: step[i], tokens: tokens[i], timeSecs: timeSecs[i], values: { loss: loss[i] } })
+    train.appendColumns({ step: step.subarray(head), tokens: tokens.subarray(head), timeSecs: timeSecs.subarray(head), values: { loss: loss.subarray(head) } })
     const chart = new LossChart(oursHost(), {
       series: [{ data: train, column: 'loss', label: 'train loss', colorVar: '--lab-none', fallbackColor: '#000000', style: 'line', lineWidth: 1 }],
       yLabel: 'loss',
@@ -268,6 +279,60 @@ const lab = {
       spike: { x: layout.xScale.map(spikeAt), yTop: layout.yScale.map(5), yBase: layout.yScale.map(2) },
       isolated: { x: layout.xScale.map(isolatedAt), y: layout.yScale.map(1), yBase: layout.yScale.map(2) },
     }
+  },
+
+  /**
+   * The console's series set (loss, its EMA, val loss, lr and grad norm on the right axis)
+   * over 200,000 points loaded in bulk, with three NaN losses and a restart near the right
+   * edge. Returns the notes and legend as a person reads them, and the restart label's box.
+   */
+  notesScene() {
+    ours?.chart?.destroy()
+    const n = 200_000
+    const train = new PointSeries({ values: ['loss', 'lr', 'grad_norm'], lossy: ['lr', 'grad_norm'], smoothed: [{ name: 'loss_ema', of: 'loss' }], smoothing: 0.6 })
+    const val = new PointSeries({ values: ['val_loss'] })
+    const next = makeLoss(3)
+    const step = new Float64Array(n)
+    const loss = new Float64Array(n)
+    const lr = new Float64Array(n)
+    const gradNorm = new Float64Array(n)
+    const timeSecs = new Float64Array(n)
+    for (let i = 0; i < n; i++) {
+      step[i] = i < n - 100 ? i + 1 : i - 200 // the last 100 points: restarted 300 steps back
+      loss[i] = i === 5000 || i === 90_000 || i === 150_000 ? NaN : next(i + 1)
+      lr[i] = 1e-3 * Math.min(1, (i + 1) / 2000)
+      gradNorm[i] = 1 + 0.2 * Math.sin(i / 500)
+      timeSecs[i] = T0 + i
+    }
+    train.appendColumns({ step, timeSecs, values: { loss, lr, grad_norm: gradNorm } })
+    const s = (column: string, label: string, extra: Partial<ChartSeries> = {}): ChartSeries => ({ data: train, column, label, colorVar: '--chart-train', fallbackColor: '#2563eb', style: 'line', lineWidth: 1, ...extra })
+    const chart = new LossChart(oursHost(), {
+      series: [
+        s('loss', 'train loss', { alpha: 0.3 }),
+        s('loss_ema', 'train loss (EMA)'),
+        { data: val, column: 'val_loss', label: 'val loss', colorVar: '--chart-val', fallbackColor: '#e8590c', style: 'line+points' },
+        s('lr', 'learning rate', { axis: 'y2', visible: false }),
+        s('grad_norm', 'grad norm', { axis: 'y2', visible: false }),
+      ],
+      yLabel: 'loss',
+      ariaLabel: 'notes test',
+    })
+    ours = { chart, train, val, next }
+    chart.draw()
+    const read = () => ({
+      notes: ours!.chart.root.querySelector('.loss-chart__notes')!.textContent,
+      legend: Array.from(ours!.chart.root.querySelectorAll('.loss-chart__legend li')).map((li) => li.textContent),
+      pressed: Array.from(ours!.chart.root.querySelectorAll('.loss-chart__toggle')).map((b) => b.getAttribute('aria-pressed')),
+    })
+    return read()
+  },
+
+  /** Click legend entry `index` of the current chart, draw, and read the legend state back. */
+  clickLegend(index: number) {
+    const chart = ours!.chart
+    chart.root.querySelectorAll<HTMLButtonElement>('.loss-chart__toggle')[index].click()
+    chart.draw()
+    return Array.from(chart.root.querySelectorAll('.loss-chart__toggle')).map((b) => b.getAttribute('aria-pressed'))
   },
 
   // ---- diagnostics (not used by the benchmark's table) ----

@@ -106,3 +106,22 @@ test('a one-step spike and a point between NaNs are drawn at 1M points', { timeo
   assert.ok(marked, 'red NaN mark at the top edge above the isolated point')
   await page.close()
 })
+
+test('notes count each NaN once with the loss and its EMA; the right axis takes one series', { timeout: 120_000 }, async () => {
+  const page = await browser.newPage({ viewport: { width: 1300, height: 900 } })
+  const errors = []
+  page.on('pageerror', (e) => errors.push(String(e)))
+  await page.goto(server.url)
+  await page.waitForSelector('body[data-ready="true"]', { state: 'attached' })
+  const scene = await page.evaluate(() => window.lab.notesScene())
+  assert.deepEqual(errors, [])
+  // Three NaN losses: three points, though the EMA passes each one through too.
+  assert.equal(scene.notes, '3 NaN/Inf values in view, marked in red at the top')
+  assert.match(scene.legend[0], /^train loss\d\.\d{4} · 3 NaN\/Inf$/)
+  assert.match(scene.legend[1], /^train loss \(EMA\)\d\.\d{4} · 3 NaN\/Inf$/)
+  assert.deepEqual(scene.pressed, ['true', 'true', 'true', 'false', 'false'])
+  // Learning rate, then grad norm: the right axis changes hands.
+  assert.deepEqual(await page.evaluate(() => window.lab.clickLegend(3)), ['true', 'true', 'true', 'true', 'false'])
+  assert.deepEqual(await page.evaluate(() => window.lab.clickLegend(4)), ['true', 'true', 'true', 'false', 'true'])
+  await page.close()
+})
