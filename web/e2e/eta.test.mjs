@@ -2,11 +2,13 @@
 //
 //   npm run e2e                       # uses ../target/debug/trainconsole
 //
-// Trains the `small` preset for 16 steps (32,768 tokens) and records every text the page's
-// ETA takes, from the first render to the end: "estimating…" through warm-up, then the time
-// left with its 10th–90th percentile range and a finish clock, then "finishing" while the
-// final eval, sample and checkpoint run with the budget reached, then nothing once the run
-// has completed.
+// Starts `trainconsole serve` and reports a run through the ingest API in four posts, waiting
+// for the page to show each phase before the next post, so that no phase can be skipped
+// however fast the machine is: "estimating…" after the warm-up step, then the time left with
+// its 10th–90th percentile range and a finish clock, then "finishing" once the budget is
+// reached (the trainer still saving), then nothing once the run has completed. The stream is
+// like the acceptance check's: a 20 s first step, then 0.25 s per step on average at 1,000
+// tokens a step.
 
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
@@ -19,11 +21,10 @@ import { chromium } from 'playwright-core'
 
 const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const bin = path.resolve(webDir, process.env.TRAINCONSOLE_BIN || '../target/debug/trainconsole')
-const data = path.resolve(webDir, process.env.TRAINCONSOLE_DATA || '../../shared/data/tinyshakespeare.txt')
 const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const URL_RE = /http:\/\/127\.0\.0\.1:\d+\/runs\/[^\s]+/
-const STEPS = 16
-const TOKENS_PER_STEP = 2048 // the small preset: batch 16 × context 128
+const URL_RE = /http:\/\/127\.0\.0\.1:\d+/
+const TOKENS_PER_STEP = 1000
+const TOTAL_TOKENS = 100_000
 
 /** @type {import('node:child_process').ChildProcess | null} */
 let server = null
@@ -38,7 +39,7 @@ function log(...args) {
 
 function startServer() {
   runsDir = mkdtempSync(path.join(tmpdir(), 'tc-e2e-eta-'))
-  const args = ['train', '--preset', 'small', '--data', data, '--port', '0', '--runs-dir', runsDir, '--max-tokens', String(STEPS * TOKENS_PER_STEP)]
+  const args = ['serve', '--port', '0', '--runs-dir', runsDir]
   log('starting', bin, args.join(' '))
   server = spawn(bin, args, { cwd: webDir, stdio: ['ignore', 'pipe', 'pipe'] })
   return new Promise((resolve, reject) => {
@@ -73,7 +74,6 @@ function startServer() {
 
 before(async () => {
   assert.ok(existsSync(bin), `no binary at ${bin} (build it with cargo build, or set TRAINCONSOLE_BIN)`)
-  assert.ok(existsSync(data), `no training text at ${data} (set TRAINCONSOLE_DATA)`)
   assert.ok(existsSync(chromiumPath), `no Chromium at ${chromiumPath} (apt-get install chromium, or set CHROMIUM_PATH)`)
   browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -118,11 +118,51 @@ test('ETA: estimating…, then a time with its range, then finishing, then nothi
     new MutationObserver(record).observe(document, { subtree: true, childList: true, characterData: true })
   })
 
-  const consoleUrl = await startServer()
-  log('console at', consoleUrl)
-  await page.goto(consoleUrl)
+  const base = await startServer()
+  log('console at', base)
+  const created = await fetch(`${base}/api/runs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'eta e2e', total_tokens: TOTAL_TOKENS }),
+  })
+  assert.equal(created.status, 201, await created.clone().text())
+  const { id, token } = await created.json()
+  const post = async (lines) => {
+    const res = await fetch(`${base}/api/runs/${id}/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson', authorization: `Bearer ${token}` },
+      body: lines.map((line) => JSON.stringify(line)).join('\n'),
+    })
+    assert.equal(res.status, 200, await res.clone().text())
+  }
+  // Producer times a little in the past, so nothing looks stale or from the future.
+  let time = Date.now() / 1000 - 60
+  const stepTimes = new Map()
+  let seed = 12345
+  const steps = (from, to) => {
+    const lines = []
+    for (let step = from; step <= to; step++) {
+      // Step times spread over 0.1–0.4 s (a fixed pseudo-random sequence), for a range.
+      seed = (seed * 1103515245 + 12345) % 2 ** 31
+      time += step === 1 ? 20 : 0.1 + 0.3 * (seed / 2 ** 31)
+      stepTimes.set(step, time)
+      lines.push({ kind: 'step', time, step, tokens: step * TOKENS_PER_STEP, loss: 3 - step * 0.001 })
+    }
+    return lines
+  }
+  const eta = page.locator('[data-testid="eta"]')
+
+  await page.goto(`${base}/runs/${id}`)
   await page.getByRole('heading', { level: 1 }).waitFor()
-  await page.locator('[data-testid="state"]', { hasText: 'Completed' }).waitFor({ timeout: 240_000 })
+  await post([{ kind: 'run_start', time, name: 'eta e2e', total_tokens: TOTAL_TOKENS }, ...steps(1, 2)])
+  await eta.filter({ hasText: 'estimating…' }).waitFor({ timeout: 20_000 })
+  await post(steps(3, 40))
+  await page.locator('[data-testid="eta-range"]').waitFor({ timeout: 20_000 })
+  await post(steps(41, TOTAL_TOKENS / TOKENS_PER_STEP))
+  await eta.filter({ hasText: 'finishing' }).waitFor({ timeout: 20_000 })
+  time += 1
+  await post([{ kind: 'state', time, state: 'completed' }])
+  await page.locator('[data-testid="state"]', { hasText: 'Completed' }).waitFor({ timeout: 20_000 })
   // Let the last messages render.
   await page.waitForTimeout(500)
 
@@ -138,7 +178,15 @@ test('ETA: estimating…, then a time with its range, then finishing, then nothi
   assert.ok(estimate > estimating, `no ETA with a range and finish clock after "estimating…": ${JSON.stringify(seen)}`)
   assert.ok(finishing > estimate, `no "finishing" after the estimate: ${JSON.stringify(seen)}`)
   // "finishing" comes with the budget reached: the counter at (or one step past) it.
-  assert.match(seen[finishing].tokens ?? '', /^32,768 \/ 32,768 tokens 100\.0%$/)
+  assert.match(seen[finishing].tokens ?? '', /^100,000 \/ 100,000 tokens 100\.0%$/)
+  // The estimate is the stream's: at step 40, the 60,000 tokens left at the rate since the
+  // warm-up (steps 3 to 40, docs/metrics.md); the range holds it. Shown as whole seconds.
+  const rate = (37 * TOKENS_PER_STEP) / (stepTimes.get(40) - stepTimes.get(3))
+  const want = (TOTAL_TOKENS - 40 * TOKENS_PER_STEP) / rate
+  const secs = Number(/^(\d+)s$/.exec(seen[estimate].eta)?.[1])
+  assert.ok(Math.abs(secs - want) <= 1, `ETA at step 40 = ${seen[estimate].eta}, want ${want.toFixed(1)} s`)
+  const [low, high] = (seen[estimate].range ?? '').split(' – ').map((t) => Number(/^(\d+)s$/.exec(t)?.[1]))
+  assert.ok(low < high && low <= secs && secs <= high, `range ${seen[estimate].range} should be a spread around ${secs}s`)
   // Nothing after completion.
   const last = seen[seen.length - 1]
   assert.equal(last.eta, null, `the ETA is still shown after completion: ${JSON.stringify(last)}`)
