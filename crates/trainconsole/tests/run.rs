@@ -351,3 +351,18 @@ fn a_trainer_reporting_over_http_loses_and_doubles_nothing_when_the_console_rest
     assert_eq!(summary["step"], steps);
     assert_eq!(summary["tokens"], steps * 32 * 16);
 }
+
+#[test]
+fn the_python_client_cuts_a_long_run_name_to_the_consoles_limit() {
+    let runs = tempfile::tempdir().unwrap();
+    let console = start(exe().args(["serve", "--port", "0", "--runs-dir"]).arg(runs.path()));
+    let script = "import sys; from trainconsole_client import Run\n\
+                  run = Run(name='n' * 300, url=sys.argv[1], total_steps=1)\n\
+                  run.log(step=1, tokens=10, loss=2.0)\n\
+                  sys.exit(0 if run.finish() else 1)\n";
+    let status = Command::new("python3").args(["-c", script, &console.base]).env("PYTHONPATH", examples()).env_remove("TRAINCONSOLE_EVENTS").status().unwrap();
+    assert!(status.success());
+    let summary = &get(&format!("{}/api/runs", console.base))["runs"][0];
+    assert_eq!((summary["state"].as_str(), summary["step"].as_u64()), (Some("completed"), Some(1)));
+    assert_eq!(summary["name"], format!("{}…", "n".repeat(199)));
+}
