@@ -497,7 +497,12 @@ impl Hub {
             drop(summary);
             entry.announce_summary();
         }
-        let refused = refused_event(entry, &events);
+        // Events of a batch posted again that are stored already were taken then.
+        let stored_before = match &key {
+            Some(key) => self.read(|store| store.batch_events(&entry.id, key))? as usize,
+            None => 0,
+        };
+        let refused = refused_event(entry, &events, stored_before);
         if let Some(refused) = &refused {
             events.truncate(refused.index);
         }
@@ -907,12 +912,19 @@ fn keep_interrupted(entry: &RunEntry) {
 
 /// The first of `events` (posted for `entry`) that the run does not take, if any: see
 /// [`Hub::ingest`]. State events earlier in the same post count: a post that ends the run and
-/// then reports a step has the step refused.
-fn refused_event(entry: &RunEntry, events: &[Event]) -> Option<Refused> {
+/// then reports a step has the step refused. The first `stored_before` events (of a batch
+/// posted again) were taken when it was first posted and are not refused now.
+fn refused_event(entry: &RunEntry, events: &[Event], stored_before: usize) -> Option<Refused> {
     let supervised = entry.external.as_ref().is_some_and(|external| external.supervised);
-    let mut state = entry.summary().state;
+    let mut state = lock(&entry.summary).state;
     for (index, event) in events.iter().enumerate() {
         let refuse = |reason| Some(Refused { index, reason });
+        if index < stored_before {
+            if let EventBody::State(change) = &event.body {
+                state = change.state;
+            }
+            continue;
+        }
         match &event.body {
             EventBody::Exit(_) if supervised => continue,
             EventBody::Exit(_) => return refuse(Refusal::ConsoleOwned { kind: "exit" }),

@@ -461,6 +461,17 @@ async fn an_ended_run_takes_no_more_events() {
         assert_eq!((status, answer["stored"].as_u64(), answer["line"].as_u64()), (StatusCode::CONFLICT, Some(0), Some(1)));
         let s = summary(&hub, &id).await;
         assert_eq!((s["state"].as_str(), s["step"].as_u64(), s["last_seq"].as_u64()), (Some(end), Some(1), Some(3)));
+        // The ending batch posted again with its key (its answer was lost): taken, nothing doubled.
+        let batch = format!("{}\n{end_line}", step_line(1, "2"));
+        let key = format!("end-{end}");
+        let (status, _) = post(batch.clone()).header("idempotency-key", &key).send(&hub).await;
+        assert_eq!(status, StatusCode::CONFLICT, "the run had ended already");
+        let (id2, token2) = create(&hub, json!({"name": end})).await;
+        let post2 = |body: String| Call::new("POST", format!("/api/runs/{id2}/events")).token(&token2).body(body).header("idempotency-key", &key);
+        assert_eq!(post2(batch.clone()).send(&hub).await.0, StatusCode::OK);
+        let (status, answer) = post2(batch).send(&hub).await;
+        assert_eq!((status, answer["stored"].as_u64()), (StatusCode::OK, Some(0)), "{answer}");
+        assert_eq!(events(&hub, &id2).await.len(), 3);
         // A poll still answers, with the state.
         let (status, answer) = post(String::new()).send(&hub).await;
         assert_eq!((status, answer["state"].as_str()), (StatusCode::OK, Some(end)));
