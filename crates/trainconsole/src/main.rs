@@ -91,8 +91,8 @@ struct TrainArgs {
     /// Do not draw the terminal progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// Peak FLOP/s of the hardware, for MFU (for example 3e11). Default: estimated from this
-    /// CPU (threads × clock × f32 FLOPs per cycle; see docs/metrics.md).
+    /// Peak FLOP/s of the hardware, for MFU (for example 3e11). Default: measured on the
+    /// training threads at start (independent vector FMAs, about 60 ms; see docs/metrics.md).
     #[arg(long, value_parser = peak::parse_flops)]
     peak_flops: Option<f64>,
     /// Threads of the training step (forward, backward, optimizer). Default: the number of
@@ -198,14 +198,16 @@ async fn train(args: TrainArgs) -> Result<i32> {
 
     let publisher = hub.publisher(&run_id);
     let resume = args.resume.clone();
-    let peak = args.peak_flops.map_or_else(peak::estimate_cpu, peak::given);
     let threads = args.threads;
+    let peak_flops = args.peak_flops;
     let trainer = tokio::task::spawn_blocking(move || {
-        let mut sink = HubSink { publisher, peak };
         let options = match threads {
             Some(threads) => trainconsole_trainer::TrainOptions { threads: usize::from(threads) },
             None => trainconsole_trainer::TrainOptions::default(),
         };
+        // Measured on the training threads before they train (about 60 ms).
+        let peak = peak_flops.map_or_else(|| peak::measured(options.threads), peak::given);
+        let mut sink = HubSink { publisher, peak };
         let outcome = trainconsole_trainer::train_with(
             &config,
             &corpus,

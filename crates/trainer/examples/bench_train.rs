@@ -6,9 +6,9 @@
 //! cargo run --release -p trainconsole-trainer --example bench_train -- --peak [--threads N]
 //! ```
 //!
-//! `--peak` measures the machine's fp32 peak instead: independent AVX-512 FMAs (16 chains of
-//! 16 lanes, enough to cover the FMA latency on two pipes) on every thread, and the `gemm`
-//! crate's 1024×1024×1024 product on the pool; prints GFLOP/s of both.
+//! `--peak` measures the machine's fp32 peak instead: independent vector FMAs on every thread
+//! (`trainconsole_trainer::peak`, the figure `train` divides MFU by), and the `gemm` crate's
+//! 1024×1024×1024 product on the pool; prints GFLOP/s of both.
 //!
 //! The batches are those of a training run (seeded by the config's seed), the learning rate
 //! follows the run's schedule, and every step is forward, backward, clipping and AdamW, as in
@@ -98,18 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Print the measured fp32 peak of `threads` threads: FMA throughput and a large gemm.
 fn peak(threads: usize) -> Result<(), Box<dyn std::error::Error>> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    let iters = 20_000_000u64;
-    let fma = |_: usize| {
-        let started = Instant::now();
-        let sink = fma_chains(iters);
-        std::hint::black_box(sink);
-        // 16 chains × 16 lanes × 2 FLOPs per iteration.
-        (iters * 16 * 16 * 2) as f64 / started.elapsed().as_secs_f64()
-    };
-    let fma_flops: f64 = pool.install(|| {
-        use rayon::prelude::*;
-        (0..threads).into_par_iter().map(fma).sum()
-    });
+    let fma_flops = trainconsole_trainer::peak::measure_fp32_peak(threads).map_or(0.0, |peak| peak.flops_per_sec);
     let n = 1024;
     let a = vec![1.0f32; n * n];
     let b = vec![0.5f32; n * n];
@@ -135,47 +124,4 @@ fn peak(threads: usize) -> Result<(), Box<dyn std::error::Error>> {
         trainconsole_trainer::kernels::simd_level()
     );
     Ok(())
-}
-
-/// 16 independent chains of 16-lane FMAs, `iters` times; returns a value that depends on all.
-/// Without AVX-512, returns 0 at once (the peak is then not measured).
-fn fma_chains(iters: u64) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn v4(iters: u64) -> f32 {
-            use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_reduce_add_ps, _mm512_set1_ps};
-            let x = _mm512_set1_ps(std::hint::black_box(0.999_999));
-            let y = _mm512_set1_ps(std::hint::black_box(1e-7));
-            // Sixteen named accumulators, so that they stay in registers.
-            let one = _mm512_set1_ps(1.0);
-            let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) = (one, one, one, one, one, one, one, one);
-            let (mut a8, mut a9, mut a10, mut a11, mut a12, mut a13, mut a14, mut a15) = (one, one, one, one, one, one, one, one);
-            for _ in 0..iters {
-                a0 = _mm512_fmadd_ps(a0, x, y);
-                a1 = _mm512_fmadd_ps(a1, x, y);
-                a2 = _mm512_fmadd_ps(a2, x, y);
-                a3 = _mm512_fmadd_ps(a3, x, y);
-                a4 = _mm512_fmadd_ps(a4, x, y);
-                a5 = _mm512_fmadd_ps(a5, x, y);
-                a6 = _mm512_fmadd_ps(a6, x, y);
-                a7 = _mm512_fmadd_ps(a7, x, y);
-                a8 = _mm512_fmadd_ps(a8, x, y);
-                a9 = _mm512_fmadd_ps(a9, x, y);
-                a10 = _mm512_fmadd_ps(a10, x, y);
-                a11 = _mm512_fmadd_ps(a11, x, y);
-                a12 = _mm512_fmadd_ps(a12, x, y);
-                a13 = _mm512_fmadd_ps(a13, x, y);
-                a14 = _mm512_fmadd_ps(a14, x, y);
-                a15 = _mm512_fmadd_ps(a15, x, y);
-            }
-            [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15].iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
-        }
-        if trainconsole_trainer::kernels::simd_level() == trainconsole_trainer::kernels::SimdLevel::Avx512 {
-            // SAFETY: the CPU has AVX-512 F.
-            return unsafe { v4(iters) };
-        }
-    }
-    let _ = iters;
-    0.0
 }

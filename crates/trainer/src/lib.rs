@@ -26,6 +26,7 @@ pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod peak;
 pub mod train;
 
 pub use checkpoint::{CheckpointMeta, DataInfo, LoadedCheckpoint, load_checkpoint, prune_checkpoints, read_checkpoint_meta, save_checkpoint};
