@@ -64,8 +64,8 @@ pub const PIPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RunArgs {
     #[command(flatten)]
     pub console: ServerArgs,
-    /// Name shown in the console (default: the trainer's own `run_start` name, else the
-    /// command line).
+    /// Name shown in the console, at most 200 characters (default: the trainer's own
+    /// `run_start` name, else the command line, cut to 200 characters).
     #[arg(long)]
     pub name: Option<String>,
     /// Seconds after an abort request before the page offers Force kill.
