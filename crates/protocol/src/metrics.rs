@@ -210,6 +210,11 @@ pub struct Session {
     paused_since: Option<f64>,
     /// Seconds spent paused so far in this session.
     paused_secs: f64,
+    /// The active clock at the latest step event: `(producer time, paused_secs then,
+    /// active seconds)`. The active clock advances by each forward step of the producer's
+    /// clock between step events, less time paused, and never goes back (see
+    /// [`Session::active_secs`]).
+    clock: Option<(f64, f64, f64)>,
     /// Points of the last [`RATE_WINDOW_SECS`], oldest first; the first may lie just before
     /// the window, as its left edge.
     recent: VecDeque<Point>,
@@ -372,12 +377,17 @@ impl Session {
         // A step means training goes on: a pause the producer did not close ends here.
         self.end_pause(time);
         let start = self.start_time()?;
-        let active = time - start - self.paused_secs;
-        let floor = self
-            .recent
-            .back()
-            .map_or(f64::NEG_INFINITY, |p| p.active_secs);
-        Some(active.max(floor))
+        // Sum the forward moves of the producer's clock from event to event (less pauses),
+        // rather than taking `time − start`: a clock stepped back (NTP, a restored VM) then
+        // adds nothing and the next moves count again, instead of freezing the active clock
+        // until the producer's catches up while tokens keep rising (a rate climbing without
+        // bound); a single stamp in the future adds its jump once and does not hold the
+        // later events back.
+        let (last_time, last_paused, last_active) = self.clock.unwrap_or((start, 0.0, 0.0));
+        let moved = (time - last_time) - (self.paused_secs - last_paused);
+        let active = last_active + moved.max(0.0);
+        self.clock = Some((time, self.paused_secs, active));
+        Some(active)
     }
 
     fn push_point(&mut self, point: Point) {
@@ -480,6 +490,18 @@ impl Session {
         rate(warm.active_secs, warm.tokens, last.active_secs, last.tokens).filter(|r| *r > 0.0)
     }
 
+    /// Optimizer steps/s since the end of warm-up on the active clock, as
+    /// [`Session::long_run_tokens_per_sec`] with steps for tokens: the rate for an ETA of a
+    /// trainer that reports no token counts.
+    pub fn long_run_steps_per_sec(&self) -> Option<f64> {
+        let (warm, completion) = (self.warm?, self.completion?);
+        if completion.step - warm.step < MIN_ETA_STEPS {
+            return None;
+        }
+        let last = self.recent.back()?;
+        rate(warm.active_secs, warm.step, last.active_secs, last.step).filter(|r| *r > 0.0)
+    }
+
     /// The ETA for `remaining_tokens` and/or `remaining_steps` of work (the smaller wins when
     /// both are known); `None` while estimating or when neither is known.
     ///
@@ -491,22 +513,23 @@ impl Session {
     /// `secs ± ETA_RANGE_Z · sd` (normal approximation of the 10th and 90th percentiles),
     /// the low end floored at 0.
     pub fn eta(&self, remaining_tokens: Option<u64>, remaining_steps: Option<u64>) -> Option<Eta> {
-        let rate = self.long_run_tokens_per_sec()?;
         let (warm, completion) = (self.warm?, self.completion?);
         let steps_seen = (completion.step - warm.step) as f64;
         let tokens_per_step = completion.tokens.saturating_sub(warm.tokens) as f64 / steps_seen;
-        let by_tokens = remaining_tokens.map(|t| t as f64);
-        let by_steps = remaining_steps.map(|s| s as f64 * tokens_per_step);
-        let remaining = match (by_tokens, by_steps) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return None,
-        };
-        let secs = remaining / rate;
-        let steps_left = if tokens_per_step > 0.0 {
-            remaining / tokens_per_step
+        let (secs, steps_left) = if tokens_per_step > 0.0 {
+            let rate = self.long_run_tokens_per_sec()?;
+            let by_tokens = remaining_tokens.map(|t| t as f64);
+            let by_steps = remaining_steps.map(|s| s as f64 * tokens_per_step);
+            let remaining = match (by_tokens, by_steps) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => return None,
+            };
+            (remaining / rate, remaining / tokens_per_step)
         } else {
-            0.0
+            // A trainer that reports steps but no tokens: steps left over the step rate.
+            let steps = remaining_steps? as f64;
+            (steps / self.long_run_steps_per_sec()?, steps)
         };
         let k = self.step_costs.steps().max(1.0);
         let spread = ETA_RANGE_Z
@@ -524,12 +547,13 @@ impl Session {
     }
 }
 
-/// `(tokens1 − tokens0) / (secs1 − secs0)`; `None` when the interval is shorter than
-/// [`MIN_RATE_INTERVAL_SECS`] (or not a number). Never NaN or infinite.
 /// A point's reported step time when it is usable: finite and not negative.
 fn valid_step_time_ms(point: &Point) -> Option<f64> {
     point.step_time_ms.filter(|ms| ms.is_finite() && *ms >= 0.0)
 }
+
+/// `(tokens1 − tokens0) / (secs1 − secs0)`; `None` when the interval is shorter than
+/// [`MIN_RATE_INTERVAL_SECS`] (or not a number). Never NaN or infinite.
 
 fn rate(secs0: f64, tokens0: u64, secs1: f64, tokens1: u64) -> Option<f64> {
     let secs = secs1 - secs0;

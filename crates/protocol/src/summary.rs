@@ -174,6 +174,12 @@ impl RunSummary {
                 self.session = Session::new(time, start);
             }
             EventBody::Step(step) => {
+                // A step means training goes on: a pause the producer did not close with
+                // `state: running` ends here, for the state as for the rates.
+                if self.state == RunState::Paused {
+                    self.state = RunState::Running;
+                    self.message.clear();
+                }
                 if self.session.record_step(time, step) {
                     self.step = self.session.step();
                     self.tokens = self.session.tokens();

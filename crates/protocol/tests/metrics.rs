@@ -536,3 +536,72 @@ fn mfu_from_model_shape_and_peak() {
     assert_near(summary.mfu, 0.11486, "MFU");
     assert_eq!(summary.peak_flops_source.as_deref(), Some("test"));
 }
+
+#[test]
+fn a_clock_stepped_back_neither_freezes_nor_inflates_the_rate() {
+    // 2,000 tokens/s: 1,000 tokens every 0.5 s. After step 100 the producer's clock steps
+    // back 300 s (NTP, a restored VM) and goes on at the same pace.
+    let mut stream = Stream::new(budget(2_000_000));
+    stream.steps(1, 100, 0.5, 1000);
+    stream.push(-300.0 + 0.5, step(101, 101_000));
+    stream.steps(102, 700, 0.5, 1000);
+    let summary = stream.fold();
+    // The step back adds nothing; every other step 0.5 s: still 2,000 tokens/s over the window
+    // and since warm-up; 1,300,000 tokens left take 650 s.
+    assert_near(summary.tokens_per_sec, 2000.0, "tokens/s after the clock stepped back");
+    assert_near(summary.eta_secs, 650.0, "ETA after the clock stepped back");
+    // The finish clock runs from the latest stamp, on the producer's (now corrected) clock.
+    assert_near(summary.finish_time.map(|t| t - stream.time), 650.0, "finish time − latest stamp");
+}
+
+#[test]
+fn a_single_stamp_in_the_future_does_not_hold_the_rate_down() {
+    // Steps every 0.5 s at 1,000 tokens, but step 61 is stamped 1,000 s ahead.
+    let mut stream = Stream::new(budget(1_000_000));
+    stream.steps(1, 60, 0.5, 1000);
+    stream.push(1000.0, step(61, 61_000));
+    stream.push(-1000.0 + 0.5, step(62, 62_000));
+    stream.steps(63, 160, 0.5, 1000);
+    let summary = stream.fold();
+    // 98 steps (49 s) after the bad stamp the 30 s window holds only normal steps.
+    assert_near(summary.tokens_per_sec, 2000.0, "tokens/s 49 s after a stamp in the future");
+    // Before this fix the active clock stood still until the producer's passed the bad stamp
+    // (tokens/s 41, ETA 9,255 s). The jump still counts once in the long-run rate: 157
+    // steps since warm-up over 78.5 + 1,000 s: 145.6 tokens/s, 840,000 tokens left: ≈ 5,770 s.
+    // It is finite and positive; the window's rate is the figure to trust here.
+    let eta = summary.eta_secs.expect("an ETA");
+    assert!(eta.is_finite() && eta > 0.0, "{eta}");
+}
+
+#[test]
+fn a_step_after_a_pause_without_running_ends_the_pause() {
+    // 40 steps at 0.5 s, `paused`, then steps again 100 s later with no `state: running`.
+    let mut stream = Stream::new(budget(100_000));
+    stream.steps(1, 40, 0.5, 1000);
+    stream.push(0.1, state(RunState::Paused));
+    let paused = stream.fold();
+    assert_eq!(paused.state, RunState::Paused);
+    assert_eq!(paused.eta_status, EtaStatus::Paused);
+    stream.push(100.0, step(41, 41_000));
+    stream.steps(42, 60, 0.5, 1000);
+    let summary = stream.fold();
+    assert_eq!(summary.state, RunState::Running, "a step ends the pause");
+    assert_eq!(summary.eta_status, EtaStatus::Estimated);
+    // The pause is left out of the rate: 2,000 tokens/s; 40,000 tokens left: 20 s.
+    assert_near(summary.long_run_tokens_per_sec, 2000.0, "long-run tokens/s after the pause");
+    assert_near(summary.eta_secs, 20.0, "ETA after the pause");
+}
+
+#[test]
+fn a_step_budget_without_token_counts_gets_an_eta_from_the_step_rate() {
+    // total_steps 100, every step reports 0 tokens, 40 steps 0.5 s apart.
+    let mut stream = Stream::new(RunStart { total_steps: Some(100), ..Default::default() });
+    for s in 1..=40 {
+        stream.push(0.5, step(s, 0));
+    }
+    let summary = stream.fold();
+    assert_eq!(summary.progress, Some(0.4));
+    // 2 steps/s; 60 steps left: 30 s.
+    assert_eq!(summary.eta_status, EtaStatus::Estimated);
+    assert_near(summary.eta_secs, 30.0, "ETA from the step rate");
+}
