@@ -183,7 +183,6 @@ function snapshot(s: PointSeries) {
     tokens: Array.from({ length: s.length }, (_, i) => s.tokens.get(i)),
     timeMs: Array.from({ length: s.length }, (_, i) => s.timeMs.get(i)),
     restarts: Array.from(s.restarts.data.subarray(0, s.restarts.length)),
-    bytes: s.bytes(),
   }
   const r = emptyRange()
   for (const [name, c] of s.columns) {
@@ -203,6 +202,9 @@ function snapshot(s: PointSeries) {
       ranges,
     }
   }
+  // After the range queries: the pyramids are built either way (a bulk load builds their
+  // finest level as it copies; push leaves it to the first query).
+  out.bytes = s.bytes()
   return out
 }
 

@@ -37,6 +37,9 @@ const CHUNK_MASK = CHUNK_SIZE - 1
 /** Points per block of the pyramid's finest level. */
 export const BLOCK_SIZE = 64
 const BLOCK_SHIFT = 6
+const BLOCK_MASK = BLOCK_SIZE - 1
+/** A block's running state before its first value: min, max, whether a value is not in (0, ∞). */
+const EMPTY_BLOCK: readonly [number, number, boolean] = [Infinity, -Infinity, false]
 
 interface IntChunk {
   /** The chunk's first value. */
@@ -369,6 +372,12 @@ export class ValueColumn {
   private levelCounts: number[] = []
   /** Points covered by the pyramid as of the last rebuild. */
   private built = 0
+  /**
+   * Level-0 entries [0, blocksDone) are valid: written by `update()`, or by a bulk append as
+   * it copies (each complete block of 64 values), so the first query builds only the upper
+   * levels (N/64 work) instead of rescanning every value.
+   */
+  private blocksDone = 0
 
   constructor(options: { lossy?: boolean } = {}) {
     this.lossy = options.lossy ?? false
@@ -434,12 +443,15 @@ export class ValueColumn {
         this.chunks[ci] = chunk
       }
       // Copy, noting NaN/±Infinity and values ≤ 0 (rare: one predictable test per value);
-      // a float32 chunk checks each value against what it stored.
+      // a float32 chunk checks each value against what it stored. Each complete block of 64
+      // values gets its level-0 pyramid entry from a running min and max (`fuse`).
       let m = k
       let j = j0
       const nonFinite = this.nonFinite
       const nonPositive = this.nonPositive
       const at = i - j0 // index of chunk position 0
+      const fuse = this.fuseFrom(i, i + take)
+      let [min, max, dirty] = (j0 & BLOCK_MASK) === 0 ? EMPTY_BLOCK : ValueColumn.blockHead(chunk, j0)
       if (chunk instanceof Float32Array) {
         if (this.lossy) {
           for (; m < end; m++, j++) {
@@ -451,7 +463,16 @@ export class ValueColumn {
               if (!float32Represents(f, v)) break
               if (f <= 0 && f > -Infinity) nonPositive.push(at + j)
               else nonFinite.push(at + j)
+              dirty = true
             } else if (f !== v && !float32Represents(f, v)) break // a positive subnormal
+            if (f < min) min = f
+            if (f > max) max = f
+            if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
+              this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
+              min = Infinity
+              max = -Infinity
+              dirty = false
+            }
           }
         } else {
           for (; m < end; m++, j++) {
@@ -461,7 +482,16 @@ export class ValueColumn {
               if (chunk[j] !== v && v === v) break
               if (v <= 0 && v > -Infinity) nonPositive.push(at + j)
               else nonFinite.push(at + j)
+              dirty = true
             } else if (chunk[j] !== v) break
+            if (v < min) min = v
+            if (v > max) max = v
+            if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
+              this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
+              min = Infinity
+              max = -Infinity
+              dirty = false
+            }
           }
         }
         if (m < end) {
@@ -475,6 +505,15 @@ export class ValueColumn {
         if (!(v > 0 && v < Infinity)) {
           if (v <= 0 && v > -Infinity) nonPositive.push(at + j)
           else nonFinite.push(at + j)
+          dirty = true
+        }
+        if (v < min) min = v
+        if (v > max) max = v
+        if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
+          this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
+          min = Infinity
+          max = -Infinity
+          dirty = false
         }
       }
       this.length += take
@@ -518,6 +557,9 @@ export class ValueColumn {
       const at = ci << CHUNK_SHIFT
       let j = j0
       if (src) {
+        // Level-0 pyramid entries as it goes, as in appendArray.
+        const fuse = this.fuseFrom(i, i + take)
+        let [min, max, dirty] = (j0 & BLOCK_MASK) === 0 ? EMPTY_BLOCK : ValueColumn.blockHead(chunk, j0)
         for (const e = j0 + take; j < e; j++) {
           const lastBefore = last
           const powBefore = pow
@@ -529,10 +571,12 @@ export class ValueColumn {
           let v = y // NaN and ±Infinity pass through
           if (y - y === 0) {
             last = last * w + c * y
-            if (pow === 0) v = last // wⁿ underflowed: no bias left (n > 1,400 at w = 0.6)
+            // pow = 0 once 1 − wⁿ is exactly 1 in f64 (DebiasedEma.next): v = last / 1.
+            if (pow === 0) v = last
             else {
               pow *= w
               const debias = 1 - pow
+              if (debias === 1) pow = 0
               v = debias > 0 ? last / debias : y
             }
           }
@@ -545,8 +589,21 @@ export class ValueColumn {
               stopped = true
               break
             }
-            if (f <= 0 && f > -Infinity) nonPositive.push(at + j)
-            else if (!(f > 0 && f < Infinity)) nonFinite.push(at + j)
+            if (f <= 0 && f > -Infinity) {
+              nonPositive.push(at + j)
+              dirty = true
+            } else if (!(f > 0 && f < Infinity)) {
+              nonFinite.push(at + j)
+              dirty = true
+            }
+          }
+          if (f < min) min = f
+          if (f > max) max = f
+          if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
+            this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
+            min = Infinity
+            max = -Infinity
+            dirty = false
           }
           if (at + j === nextRestart) {
             r++
@@ -630,6 +687,7 @@ export class ValueColumn {
     this.levels = []
     this.levelCounts = []
     this.built = 0
+    this.blocksDone = 0
   }
 
   /**
@@ -646,6 +704,7 @@ export class ValueColumn {
     this.nonFinite.clear()
     this.nonPositive.clear()
     this.built = 0
+    this.blocksDone = 0
     let r = 0
     for (let k = 0; k < this.chunks.length; k++) {
       let chunk = this.chunks[k]
@@ -776,10 +835,11 @@ export class ValueColumn {
         // sorted lists) needs only min and max; minPositive is its min.
         const nf = this.nonFinite
         const np = this.nonPositive
-        let nfAt = nf.lowerBound(from << BLOCK_SHIFT)
-        let npAt = np.lowerBound(from << BLOCK_SHIFT)
+        const first = Math.max(from, this.blocksDone) // entries before it are valid
+        let nfAt = nf.lowerBound(first << BLOCK_SHIFT)
+        let npAt = np.lowerBound(first << BLOCK_SHIFT)
         const gaps = this.missing.count > 0
-        for (let k = from; k < count; k++) {
+        for (let k = first; k < count; k++) {
           const start = k << BLOCK_SHIFT
           const end = Math.min(this.length, start + BLOCK_SIZE)
           const chunk = this.chunks[start >>> CHUNK_SHIFT]
@@ -844,6 +904,78 @@ export class ValueColumn {
       count = (count + 1) >>> 1
     }
     this.built = this.length
+    this.blocksDone = this.length >>> BLOCK_SHIFT
+  }
+
+  /**
+   * Size the pyramid's finest level for `points` points in all (a bulk load knows its size:
+   * one allocation of the exact size instead of growing as it goes).
+   */
+  reserve(points: number): void {
+    const need = 3 * ((points + BLOCK_SIZE - 1) >>> BLOCK_SHIFT)
+    const l = this.levels[0]
+    if (l && l.length >= need) return
+    const next = new Float64Array(need)
+    if (l) next.set(l)
+    this.levels[0] = next
+  }
+
+  /**
+   * Whether a bulk append starting at point `i` can write level-0 entries as it copies
+   * (every entry before i's block is valid); grows level 0 to hold the blocks up to `end`.
+   */
+  private fuseFrom(i: number, end: number): boolean {
+    if (this.blocksDone !== i >>> BLOCK_SHIFT) return false
+    const need = 3 * ((end + BLOCK_SIZE - 1) >>> BLOCK_SHIFT)
+    const l = this.levels[0]
+    if (!l || l.length < need) {
+      const next = new Float64Array(Math.max(need, 3 * Math.ceil((l ? l.length / 3 : 4) * 1.5)))
+      if (l) next.set(l)
+      this.levels[0] = next
+    }
+    return true
+  }
+
+  /**
+   * Write level-0 entry `k` (the block of `chunk` starting at position `a`, complete) from the
+   * min and max a copy loop kept; `dirty` (a NaN, ±Infinity or value ≤ 0 in it): rescan the
+   * block the exact way instead. Entries must come in order (k = blocksDone).
+   */
+  private finishBlock(k: number, chunk: Float32Array | Float64Array, a: number, min: number, max: number, dirty: boolean): void {
+    let minPositive = min
+    if (dirty) {
+      min = Infinity
+      max = -Infinity
+      minPositive = Infinity
+      for (let j = a, e = a + BLOCK_SIZE; j < e; j++) {
+        const v = chunk[j]
+        if (v < min && v !== -Infinity) min = v
+        if (v > max && v !== Infinity) max = v
+        if (v > 0 && v < minPositive) minPositive = v
+      }
+    }
+    const l = this.levels[0]
+    l[3 * k] = min
+    l[3 * k + 1] = max
+    l[3 * k + 2] = minPositive
+    this.blocksDone = k + 1
+  }
+
+  /**
+   * The running state of a block that a bulk append enters at position `j` of `chunk` (not a
+   * block start): min and max of the values already there, and whether one is not in (0, ∞).
+   */
+  private static blockHead(chunk: Float32Array | Float64Array, j: number): [number, number, boolean] {
+    let min = Infinity
+    let max = -Infinity
+    let dirty = false
+    for (let a = j & ~(BLOCK_SIZE - 1); a < j; a++) {
+      const v = chunk[a]
+      if (!(v > 0 && v < Infinity)) dirty = true
+      if (v < min) min = v
+      if (v > max) max = v
+    }
+    return [min, max, dirty]
   }
 
   private widen(): void {
@@ -880,7 +1012,11 @@ export function float32Represents(f: number, v: number): boolean {
 export class DebiasedEma {
   /** The biased average so far (`last` above). */
   last = 0
-  /** wⁿ for the n finite values so far. */
+  /**
+   * wⁿ for the n finite values so far; 0 from the first n where 1 − wⁿ rounds to exactly 1
+   * in f64 (wⁿ ≤ 2⁻⁵⁴, n ≥ 74 at w = 0.6): dividing by 1 changes nothing, so the smoothed
+   * value is `last` from there on, bit for bit the same as dividing.
+   */
   weightPow = 1
   constructor(readonly weight: number) {}
 
@@ -893,8 +1029,10 @@ export class DebiasedEma {
     if (!Number.isFinite(y)) return y
     const w = this.weight
     this.last = this.last * w + (1 - w) * y
+    if (this.weightPow === 0) return this.last
     this.weightPow *= w
     const debias = 1 - this.weightPow
+    if (debias === 1) this.weightPow = 0
     return debias > 0 ? this.last / debias : y
   }
 }
@@ -1050,6 +1188,7 @@ export class PointSeries {
     }
     for (const [name, a] of Object.entries(input.missing ?? {})) check(`missing.${name}`, a)
     if (n === 0) return
+    for (const c of this.columns.values()) c.reserve(this.length + n)
     const timeMs = new Float64Array(Math.min(n, BULK_SLICE))
     const tokensNone = input.tokens === undefined ? new Float64Array(timeMs.length).fill(NaN) : null
     const ema = new Float64Array(timeMs.length)
@@ -1130,10 +1269,11 @@ export class PointSeries {
           const y = chunk[j]
           if (y - y === 0) {
             last = last * w + c * y
-            if (pow === 0) out[m] = last // wⁿ underflowed: no bias left (n > 1,400 at w = 0.6)
+            if (pow === 0) out[m] = last // 1 − wⁿ is 1 in f64: no bias left (DebiasedEma.next)
             else {
               pow *= w
               const debias = 1 - pow
+              if (debias === 1) pow = 0
               out[m] = debias > 0 ? last / debias : y
             }
           } else out[m] = y // NaN and ±Infinity pass through
