@@ -477,13 +477,14 @@ export class ValueColumn {
         } else {
           for (; m < end; m++, j++) {
             const v = src[m]
-            chunk[j] = v
+            const f = Math.fround(v) // in a register: no store and reload to compare
             if (!(v > 0 && v < Infinity)) {
-              if (chunk[j] !== v && v === v) break
+              if (f !== v && v === v) break
               if (v <= 0 && v > -Infinity) nonPositive.push(at + j)
               else nonFinite.push(at + j)
               dirty = true
-            } else if (chunk[j] !== v) break
+            } else if (f !== v) break
+            chunk[j] = f
             if (v < min) min = v
             if (v > max) max = v
             if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
@@ -560,54 +561,59 @@ export class ValueColumn {
         // Level-0 pyramid entries as it goes, as in appendArray.
         const fuse = this.fuseFrom(i, i + take)
         let [min, max, dirty] = (j0 & BLOCK_MASK) === 0 ? EMPTY_BLOCK : ValueColumn.blockHead(chunk, j0)
-        for (const e = j0 + take; j < e; j++) {
-          const lastBefore = last
-          const powBefore = pow
+        const e = j0 + take
+        while (j < e && !stopped) {
           if (at + j === nextRestart) {
+            // A restart: the average starts afresh. (Stopping right here leaves `ema` reset,
+            // which the general way redoes at this index anyway.)
             last = 0
             pow = 1
-          }
-          const y = src[j]
-          let v = y // NaN and ±Infinity pass through
-          if (y - y === 0) {
-            last = last * w + c * y
-            // pow = 0 once 1 − wⁿ is exactly 1 in f64 (DebiasedEma.next): v = last / 1.
-            if (pow === 0) v = last
-            else {
-              pow *= w
-              const debias = 1 - pow
-              if (debias === 1) pow = 0
-              v = debias > 0 ? last / debias : y
-            }
-          }
-          chunk[j] = v
-          const f = chunk[j]
-          if (!(f >= FLOAT32_MIN_NORMAL && f < Infinity)) {
-            if (!float32Represents(f, v)) {
-              last = lastBefore
-              pow = powBefore
-              stopped = true
-              break
-            }
-            if (f <= 0 && f > -Infinity) {
-              nonPositive.push(at + j)
-              dirty = true
-            } else if (!(f > 0 && f < Infinity)) {
-              nonFinite.push(at + j)
-              dirty = true
-            }
-          }
-          if (f < min) min = f
-          if (f > max) max = f
-          if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
-            this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
-            min = Infinity
-            max = -Infinity
-            dirty = false
-          }
-          if (at + j === nextRestart) {
             r++
             nextRestart = r < restarts.length ? restarts.data[r] : -1
+          }
+          // Up to the next restart in this chunk, no restart test per value.
+          const stop = nextRestart > at + j && nextRestart < at + e ? nextRestart - at : e
+          for (; j < stop; j++) {
+            const lastBefore = last
+            const powBefore = pow
+            const y = src[j]
+            let v = y // NaN and ±Infinity pass through
+            if (y - y === 0) {
+              last = last * w + c * y
+              // pow = 0 once 1 − wⁿ is exactly 1 in f64 (DebiasedEma.next): v = last / 1.
+              if (pow === 0) v = last
+              else {
+                pow *= w
+                const debias = 1 - pow
+                if (debias === 1) pow = 0
+                v = debias > 0 ? last / debias : y
+              }
+            }
+            chunk[j] = v
+            const f = chunk[j]
+            if (!(f >= FLOAT32_MIN_NORMAL && f < Infinity)) {
+              if (!float32Represents(f, v)) {
+                last = lastBefore
+                pow = powBefore
+                stopped = true
+                break
+              }
+              if (f <= 0 && f > -Infinity) {
+                nonPositive.push(at + j)
+                dirty = true
+              } else if (!(f > 0 && f < Infinity)) {
+                nonFinite.push(at + j)
+                dirty = true
+              }
+            }
+            if (f < min) min = f
+            if (f > max) max = f
+            if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
+              this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
+              min = Infinity
+              max = -Infinity
+              dirty = false
+            }
           }
         }
       } else if (j0 === 0) {
