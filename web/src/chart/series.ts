@@ -38,8 +38,8 @@ const CHUNK_MASK = CHUNK_SIZE - 1
 export const BLOCK_SIZE = 64
 const BLOCK_SHIFT = 6
 const BLOCK_MASK = BLOCK_SIZE - 1
-/** A block's running state before its first value: min, max, whether a value is not in (0, ∞). */
-const EMPTY_BLOCK: readonly [number, number, boolean] = [Infinity, -Infinity, false]
+/** `ValueColumn.blockHead`'s result: min, max, 1 if a value is not in (0, ∞). */
+const BLOCK_HEAD = new Float64Array(3)
 
 interface IntChunk {
   /** The chunk's first value. */
@@ -451,7 +451,12 @@ export class ValueColumn {
       const nonPositive = this.nonPositive
       const at = i - j0 // index of chunk position 0
       const fuse = this.fuseFrom(i, i + take)
-      let [min, max, dirty] = (j0 & BLOCK_MASK) === 0 ? EMPTY_BLOCK : ValueColumn.blockHead(chunk, j0)
+      const level = this.levels[0] // written only when fuse
+      // Plain numbers (not destructured) so that the loop keeps them unboxed in registers.
+      ValueColumn.blockHead(chunk, j0)
+      let min = BLOCK_HEAD[0]
+      let max = BLOCK_HEAD[1]
+      let dirty = BLOCK_HEAD[2] !== 0
       if (chunk instanceof Float32Array) {
         if (this.lossy) {
           for (; m < end; m++, j++) {
@@ -468,7 +473,13 @@ export class ValueColumn {
             if (f < min) min = f
             if (f > max) max = f
             if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
-              this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
+              const e3 = 3 * ((at + j) >>> BLOCK_SHIFT)
+              if (dirty) this.rescanBlock(e3, chunk, j - BLOCK_MASK)
+              else {
+                level[e3] = min
+                level[e3 + 1] = max
+                level[e3 + 2] = min // no value ≤ 0: the smallest positive is the min
+              }
               min = Infinity
               max = -Infinity
               dirty = false
@@ -488,7 +499,13 @@ export class ValueColumn {
             if (v < min) min = v
             if (v > max) max = v
             if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
-              this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
+              const e3 = 3 * ((at + j) >>> BLOCK_SHIFT)
+              if (dirty) this.rescanBlock(e3, chunk, j - BLOCK_MASK)
+              else {
+                level[e3] = min
+                level[e3 + 1] = max
+                level[e3 + 2] = min // no value ≤ 0: the smallest positive is the min
+              }
               min = Infinity
               max = -Infinity
               dirty = false
@@ -511,12 +528,19 @@ export class ValueColumn {
         if (v < min) min = v
         if (v > max) max = v
         if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
-          this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
+          const e3 = 3 * ((at + j) >>> BLOCK_SHIFT)
+          if (dirty) this.rescanBlock(e3, chunk, j - BLOCK_MASK)
+          else {
+            level[e3] = min
+            level[e3 + 1] = max
+            level[e3 + 2] = min // no value ≤ 0: the smallest positive is the min
+          }
           min = Infinity
           max = -Infinity
           dirty = false
         }
       }
+      if (fuse) this.blocksDone = (at + j) >>> BLOCK_SHIFT
       this.length += take
       k = end
     }
@@ -560,7 +584,12 @@ export class ValueColumn {
       if (src) {
         // Level-0 pyramid entries as it goes, as in appendArray.
         const fuse = this.fuseFrom(i, i + take)
-        let [min, max, dirty] = (j0 & BLOCK_MASK) === 0 ? EMPTY_BLOCK : ValueColumn.blockHead(chunk, j0)
+        const level = this.levels[0] // written only when fuse
+        // Plain numbers (not destructured) so that the loop keeps them unboxed in registers.
+        ValueColumn.blockHead(chunk, j0)
+        let min = BLOCK_HEAD[0]
+        let max = BLOCK_HEAD[1]
+        let dirty = BLOCK_HEAD[2] !== 0
         const e = j0 + take
         while (j < e && !stopped) {
           if (at + j === nextRestart) {
@@ -609,13 +638,20 @@ export class ValueColumn {
             if (f < min) min = f
             if (f > max) max = f
             if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
-              this.finishBlock((at + j) >>> BLOCK_SHIFT, chunk, j - BLOCK_MASK, min, max, dirty)
+              const e3 = 3 * ((at + j) >>> BLOCK_SHIFT)
+              if (dirty) this.rescanBlock(e3, chunk, j - BLOCK_MASK)
+              else {
+                level[e3] = min
+                level[e3 + 1] = max
+                level[e3 + 2] = min // no value ≤ 0: the smallest positive is the min
+              }
               min = Infinity
               max = -Infinity
               dirty = false
             }
           }
         }
+        if (fuse) this.blocksDone = (at + j) >>> BLOCK_SHIFT
       } else if (j0 === 0) {
         this.chunks[ci] = null // cannot happen without gaps; kept consistent anyway
         j = j0 + take
@@ -943,46 +979,45 @@ export class ValueColumn {
   }
 
   /**
-   * Write level-0 entry `k` (the block of `chunk` starting at position `a`, complete) from the
-   * min and max a copy loop kept; `dirty` (a NaN, ±Infinity or value ≤ 0 in it): rescan the
-   * block the exact way instead. Entries must come in order (k = blocksDone).
+   * Level-0 entry at `e3` (= 3 × block index) for the complete block of `chunk` at position
+   * `a` that holds a NaN, ±Infinity or a value ≤ 0: min, max and smallest positive value the
+   * exact way (a copy loop writes the entries of the other blocks from its running min/max).
    */
-  private finishBlock(k: number, chunk: Float32Array | Float64Array, a: number, min: number, max: number, dirty: boolean): void {
-    let minPositive = min
-    if (dirty) {
-      min = Infinity
-      max = -Infinity
-      minPositive = Infinity
-      for (let j = a, e = a + BLOCK_SIZE; j < e; j++) {
-        const v = chunk[j]
-        if (v < min && v !== -Infinity) min = v
-        if (v > max && v !== Infinity) max = v
-        if (v > 0 && v < minPositive) minPositive = v
-      }
+  private rescanBlock(e3: number, chunk: Float32Array | Float64Array, a: number): void {
+    let min = Infinity
+    let max = -Infinity
+    let minPositive = Infinity
+    for (let j = a, e = a + BLOCK_SIZE; j < e; j++) {
+      const v = chunk[j]
+      if (v < min && v !== -Infinity) min = v
+      if (v > max && v !== Infinity) max = v
+      if (v > 0 && v < minPositive) minPositive = v
     }
     const l = this.levels[0]
-    l[3 * k] = min
-    l[3 * k + 1] = max
-    l[3 * k + 2] = minPositive
-    this.blocksDone = k + 1
+    l[e3] = min
+    l[e3 + 1] = max
+    l[e3 + 2] = minPositive
   }
 
   /**
-   * The running state of a block that a bulk append enters at position `j` of `chunk` (not a
-   * block start): min and max of the values already there, and whether one is not in (0, ∞).
+   * The running state of the block a bulk append enters at position `j` of `chunk`, into
+   * `BLOCK_HEAD`: min and max of the values already there, 1 if one is not in (0, ∞).
    */
-  private static blockHead(chunk: Float32Array | Float64Array, j: number): [number, number, boolean] {
+  private static blockHead(chunk: Float32Array | Float64Array, j: number): void {
     let min = Infinity
     let max = -Infinity
-    let dirty = false
-    for (let a = j & ~(BLOCK_SIZE - 1); a < j; a++) {
+    let dirty = 0
+    for (let a = j & ~BLOCK_MASK; a < j; a++) {
       const v = chunk[a]
-      if (!(v > 0 && v < Infinity)) dirty = true
+      if (!(v > 0 && v < Infinity)) dirty = 1
       if (v < min) min = v
       if (v > max) max = v
     }
-    return [min, max, dirty]
+    BLOCK_HEAD[0] = min
+    BLOCK_HEAD[1] = max
+    BLOCK_HEAD[2] = dirty
   }
+
 
   private widen(): void {
     this.wide = true
