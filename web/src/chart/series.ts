@@ -1236,27 +1236,9 @@ export class PointSeries {
     for (let from = 0; from < n; from += BULK_SLICE) {
       const to = Math.min(n, from + BULK_SLICE)
       const i0 = this.length
-      // Restarts (a step, token count or clock going back) and the time in ms.
       const { step, timeSecs } = input
-      const tokens = input.tokens ?? tokensNone!
-      const tokensFrom = input.tokens ? from : 0
-      let lastStep = this.lastStep
-      let lastTokens = this.lastTokens
-      let lastTimeMs = this.lastTimeMs
       const firstRestart = this.restarts.length
-      for (let k = from; k < to; k++) {
-        const s = step[k]
-        const t = tokens[k - from + tokensFrom]
-        const ms = Math.round(timeSecs[k] * 1000)
-        timeMs[k - from] = ms
-        if (s < lastStep || t < lastTokens || ms < lastTimeMs) this.restarts.push(i0 + k - from)
-        lastStep = s
-        lastTokens = t
-        lastTimeMs = ms
-      }
-      this.lastStep = lastStep
-      this.lastTokens = lastTokens
-      this.lastTimeMs = lastTimeMs
+      this.scanSlice(step, input.tokens ?? tokensNone!, input.tokens ? from : 0, timeSecs, from, to, timeMs)
       this.step.appendArray(step, from, to)
       if (input.tokens) this.tokens.appendArray(input.tokens, from, to)
       else this.tokens.appendArray(tokensNone!, 0, to - from)
@@ -1274,6 +1256,32 @@ export class PointSeries {
       this.length += to - from
     }
     this.version++
+  }
+
+  /**
+   * Restarts (a step, token count or clock going back) among points `from..to` of a bulk
+   * append, and their time in ms into `timeMs[0..)`; `tokens` is read from `tokensFrom`.
+   * A method of its own (a small, hot function) so that the engine optimizes it early.
+   */
+  private scanSlice(step: ArrayLike<number>, tokens: ArrayLike<number>, tokensFrom: number, timeSecs: ArrayLike<number>, from: number, to: number, timeMs: Float64Array): void {
+    const i0 = this.length - from
+    const shift = tokensFrom - from
+    let lastStep = this.lastStep
+    let lastTokens = this.lastTokens
+    let lastTimeMs = this.lastTimeMs
+    for (let k = from; k < to; k++) {
+      const s = step[k]
+      const t = tokens[k + shift]
+      const ms = Math.round(timeSecs[k] * 1000)
+      timeMs[k - from] = ms
+      if (s < lastStep || t < lastTokens || ms < lastTimeMs) this.restarts.push(i0 + k)
+      lastStep = s
+      lastTokens = t
+      lastTimeMs = ms
+    }
+    this.lastStep = lastStep
+    this.lastTokens = lastTokens
+    this.lastTimeMs = lastTimeMs
   }
 
   /** The EMA of `s.source` over points [i0, i0 + count) into `s.target` (restarts reset it). */
