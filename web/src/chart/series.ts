@@ -12,7 +12,8 @@
 //   2, 4, 8… blocks) that `range()` answers any [i, j) query from in O(log N), and sorted
 //   lists of the indices of non-finite and non-positive values (for marks and notes).
 //   The pyramid is brought up to date lazily: appending is O(1), and the next query
-//   rebuilds only the tail that changed (O(new points + log N)).
+//   rebuilds only the tail that changed (O(new points + log N)). A bulk append writes the
+//   finest level as it copies (a running min/max per block), leaving N/64 work to the query.
 // * `PointSeries` ties an x per axis (step, tokens, time) to named value columns, and splits
 //   the points into segments where the step goes backwards (a restart from an earlier
 //   checkpoint): each segment is sorted on every x axis, so the visible window of a segment
