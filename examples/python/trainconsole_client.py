@@ -52,6 +52,8 @@ import uuid
 __all__ = ["Run"]
 
 DEFAULT_URL = "http://127.0.0.1:7437"
+# The console's limit on a run name, in characters; a longer name is cut to it, ending in "…".
+MAX_NAME_CHARS = 200
 
 
 class Run:
@@ -65,6 +67,9 @@ class Run:
     def __init__(self, name="", total_tokens=None, total_steps=None, config=None, grad_accum=None,
                  url=None, flush_secs=0.5, poll_secs=1.0, batch_size=1000, max_buffered=100_000,
                  timeout_secs=5.0, handle_sigint=True):
+        name = str(name)
+        if len(name) > MAX_NAME_CHARS:
+            name = name[:MAX_NAME_CHARS - 1] + "…"
         self.name = name
         self.id = None
         self.page_url = None
@@ -243,7 +248,10 @@ class Run:
             if batch is not None and self._retry is batch:
                 self._retry = None
         if status != 200:
-            self._warn(f"refused-{status}", f"the console refused {count} event(s) ({status}): {answer}")
+            # 400: a bad event (the ones before it are stored); 409: the run has ended.
+            stored = answer.get("stored", 0) if isinstance(answer, dict) else 0
+            error = answer.get("error", answer) if isinstance(answer, dict) else answer
+            self._warn(f"refused-{status}", f"the console refused {count - stored} of {count} event(s) ({status}): {error}")
         if isinstance(answer, dict) and answer.get("abort_requested"):
             self._stop.set()
         return True

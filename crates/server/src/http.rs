@@ -1,6 +1,6 @@
 //! The HTTP API and WebSocket stream (see docs/api.md), and the embedded page.
 
-use crate::hub::{Hub, HubError, IngestAnswer, RunEntry};
+use crate::hub::{Hub, HubError, IngestAnswer, Refusal, RunEntry};
 use crate::ingest::{self, MAX_INGEST_BODY_BYTES};
 use axum::body::Body;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -262,11 +262,18 @@ async fn create_run(State(app): State<AppState>, headers: HeaderMap, body: Body)
     Ok((StatusCode::CREATED, Json(CreatedRun { url: format!("http://{host}/runs/{id}"), id, token })))
 }
 
-/// A failed post: the error, the line it names, and what the trainer should know anyway.
+/// A failed post: the error, where it is, and what the trainer should know anyway.
 #[derive(Serialize)]
 struct IngestError {
     error: String,
+    /// 1-based line of the body.
     line: usize,
+    /// 1-based column of a JSON syntax error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+    /// 0-based index of the element, for a body that is a JSON array.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    element: Option<usize>,
     #[serde(flatten)]
     answer: IngestAnswer,
 }
@@ -298,8 +305,10 @@ async fn post_events(State(app): State<AppState>, Path(id): Path<String>, header
             let valid = &bytes[..err.valid_up_to()];
             let cut = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = err.valid_up_to() - cut + 1;
             let problem = format!("not UTF-8 (byte {} of the body)", err.valid_up_to());
-            (std::str::from_utf8(&bytes[..cut]).unwrap_or(""), Some(ingest::LineError { line, problem }))
+            let error = ingest::LineError { line, column: Some(column), element: None, problem };
+            (std::str::from_utf8(&bytes[..cut]).unwrap_or(""), Some(error))
         }
     };
     let batch = ingest::parse_batch(text);
@@ -309,12 +318,26 @@ async fn post_events(State(app): State<AppState>, Path(id): Path<String>, header
         (_, Some(utf8)) => Some(utf8),
         (parse, None) => parse,
     };
-    let answer = app.hub.ingest(&entry, batch.events, key).await?;
+    let positions = batch.positions;
+    let (answer, refused) = app.hub.ingest(&entry, batch.events, key).await?;
+    // An event the run does not take comes before any parse error (which follows every
+    // parsed event).
+    let (status, error) = match (refused, error) {
+        (Some(refused), _) => {
+            let status = match refused.reason {
+                Refusal::Ended { .. } => StatusCode::CONFLICT,
+                Refusal::ConsoleOwned { .. } => StatusCode::BAD_REQUEST,
+            };
+            let position = positions.get(refused.index).copied().unwrap_or(ingest::Position { line: 1, element: None });
+            (status, Some(ingest::LineError::at(position, refused.reason.to_string())))
+        }
+        (None, error) => (StatusCode::BAD_REQUEST, error),
+    };
     Ok(match error {
         None => Json(answer).into_response(),
         Some(error) => {
-            let body = IngestError { error: error.to_string(), line: error.line, answer };
-            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+            let body = IngestError { error: error.to_string(), line: error.line, column: error.column, element: error.element, answer };
+            (status, Json(body)).into_response()
         }
     })
 }

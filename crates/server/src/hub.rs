@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use trainconsole_protocol::{Event, RunStart, RunState, RunSummary, StateChange, StoredEvent};
+use trainconsole_protocol::{Event, EventBody, RunStart, RunState, RunSummary, StateChange, StoredEvent};
 
 /// File in a run's directory that the process training it keeps locked while it runs; it
 /// holds that process's console address. Another process (`trainconsole serve` on the same
@@ -114,11 +114,15 @@ struct External {
     interrupted_from: Mutex<Option<(RunState, String)>>,
     /// When the trainer last posted (events or an empty poll), or the run was created or loaded.
     last_post: Mutex<std::time::Instant>,
+    /// The run was created with `force_kill_grace_secs`: a console started the trainer's
+    /// process (`trainconsole run`), and only for such a run is an `exit` event taken.
+    supervised: bool,
 }
 
 impl External {
-    fn new(token_sha256: String, interrupted_from: Option<(RunState, String)>) -> Self {
+    fn new(token_sha256: String, interrupted_from: Option<(RunState, String)>, supervised: bool) -> Self {
         Self {
+            supervised,
             token_sha256,
             kill_requested: AtomicBool::new(false),
             interrupted_from: Mutex::new(interrupted_from),
@@ -217,6 +221,49 @@ pub struct IngestAnswer {
     pub kill_requested: bool,
     /// The run's state as the console shows it.
     pub state: RunState,
+}
+
+/// An event of a post that the hub did not store, and why; the events before it are stored,
+/// none after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// 0-based index of the event in the post.
+    pub index: usize,
+    /// Why it was not stored.
+    pub reason: Refusal,
+}
+
+/// Why the hub refused a posted event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// A kind only the console reports: `exit`, which the console that started the
+    /// trainer's process (`trainconsole run`) records, and which no trainer may report.
+    ConsoleOwned {
+        /// The event's kind.
+        kind: &'static str,
+    },
+    /// The run has ended (`completed`, `aborted` or `failed`): it takes no more events. A
+    /// trainer restarted after the end reports a new run (`POST /api/runs`, with the
+    /// checkpoint's `start_step`, `start_tokens` and `resumed_from`).
+    Ended {
+        /// The state it ended in.
+        state: RunState,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::ConsoleOwned { kind } => write!(
+                f,
+                "kind `{kind}` is reported by the console that started the trainer's process (`trainconsole run`), not by a trainer"
+            ),
+            Refusal::Ended { state } => write!(
+                f,
+                "the run has already ended ({state}) and takes no more events; a trainer restarted after the end reports a new run (POST /api/runs, with its checkpoint's start_step, start_tokens and resumed_from)"
+            ),
+        }
+    }
 }
 
 /// Length of a write token in random bytes (written as 64 hex digits).
@@ -330,7 +377,8 @@ impl Hub {
             if summary.exit.is_none() {
                 summary.force_kill_grace_secs = record.force_kill_grace_secs;
             }
-            External::new(record.token_sha256, Some((summary.state, summary.message.clone())))
+            let supervised = record.force_kill_grace_secs.is_some();
+            External::new(record.token_sha256, Some((summary.state, summary.message.clone())), supervised)
         });
         if other_console.is_none() {
             summary.mark_interrupted();
@@ -390,7 +438,7 @@ impl Hub {
         let mut summary = RunSummary::new(&id);
         summary.name = start.name.clone();
         summary.force_kill_grace_secs = force_kill_grace_secs;
-        let external = External::new(record.token_sha256, None);
+        let external = External::new(record.token_sha256, None, force_kill_grace_secs.is_some());
         let entry = Arc::new(RunEntry::with_external(id.clone(), summary, Some(external)));
         *lock(&entry.producer_lock) = lock_file;
         lock(&self.inner.runs).insert(id.clone(), entry.clone());
@@ -424,7 +472,16 @@ impl Hub {
     /// Store `events` posted for the external run `entry` (already authorized) and answer
     /// what the trainer should know. `key` names the batch: a batch posted again with the
     /// same key stores only the events of it not stored before.
-    pub async fn ingest(&self, entry: &RunEntry, events: Vec<Event>, key: Option<String>) -> Result<IngestAnswer, HubError> {
+    ///
+    /// The events are stored up to the first one the run does not take ([`Refused`]): an
+    /// `exit` event for a run whose process no console started, or any event once the run
+    /// has ended (an `exit` from the console that started the process excepted).
+    pub async fn ingest(
+        &self,
+        entry: &RunEntry,
+        mut events: Vec<Event>,
+        key: Option<String>,
+    ) -> Result<(IngestAnswer, Option<Refused>), HubError> {
         if let Some(external) = &entry.external {
             *lock(&external.last_post) = std::time::Instant::now();
         }
@@ -439,6 +496,15 @@ impl Hub {
             }
             drop(summary);
             entry.announce_summary();
+        }
+        // Events of a batch posted again that are stored already were taken then.
+        let stored_before = match &key {
+            Some(key) => self.read(|store| store.batch_events(&entry.id, key))? as usize,
+            None => 0,
+        };
+        let refused = refused_event(entry, &events, stored_before);
+        if let Some(refused) = &refused {
+            events.truncate(refused.index);
         }
         let (last_seq, stored) = if events.is_empty() {
             (entry.summary().last_seq, 0)
@@ -455,7 +521,7 @@ impl Hub {
         let mut answer = self.ingest_answer(entry, stored);
         // Other posts may have been stored since; this one's seq is no later than the summary's.
         answer.last_seq = answer.last_seq.max(last_seq);
-        Ok(answer)
+        Ok((answer, refused))
     }
 
     /// Show as `interrupted` every live run reported over HTTP whose trainer has not posted
@@ -550,10 +616,20 @@ impl Hub {
     /// Returns the run's state after the request. A second request changes nothing.
     /// Errors: unknown run; [`HubError::Finished`] when it has ended;
     /// [`HubError::NoProducer`] when nothing in this process can stop it.
+    ///
+    /// A run reported over HTTP that shows as `interrupted` because its trainer fell silent
+    /// (or this console restarted while it ran) can still be asked: the request is recorded,
+    /// the run keeps showing `interrupted`, and the trainer's next post brings it back as
+    /// `stopping` with `abort_requested`.
     pub async fn abort(&self, id: &str) -> Result<RunState, HubError> {
         let entry = self.run(id)?;
         let state = entry.summary().state;
-        if state.is_finished() {
+        // Interrupted, but it was live: its trainer may post again.
+        let silent = state == RunState::Interrupted
+            && entry.external.as_ref().is_some_and(|external| {
+                lock(&external.interrupted_from).as_ref().is_some_and(|(from, _)| !from.is_finished())
+            });
+        if state.is_finished() && !silent {
             return Err(HubError::Finished { id: id.to_string(), state });
         }
         if let Some(console) = lock(&entry.other_console).clone() {
@@ -565,6 +641,9 @@ impl Hub {
             // `checkpoint`, then `state: aborted`.
             if entry.summary().stopping_since.is_none() && !entry.abort_sent.swap(true, Ordering::SeqCst) {
                 self.append(id, vec![Event::now(StateChange { state: RunState::Stopping, message: "abort requested".into() })]).await?;
+            }
+            if silent {
+                keep_interrupted(&entry);
             }
             return Ok(entry.summary().state.max_progress(RunState::Stopping));
         }
@@ -809,6 +888,52 @@ fn write_run_batch(hub: &Hub, store: &mut Store, run_id: &str, requests: Vec<Wri
             }
         }
     }
+}
+
+/// After an abort request was stored for the silent external run `entry`: show it as
+/// `interrupted` again unless its trainer posted meanwhile; its next post brings back
+/// `stopping`.
+fn keep_interrupted(entry: &RunEntry) {
+    let Some(external) = &entry.external else { return };
+    // Lock order as in `Hub::interrupt_silent_runs`: summary, then interrupted_from.
+    let mut summary = lock(&entry.summary);
+    let mut from = lock(&external.interrupted_from);
+    if from.is_none() || summary.state.is_finished() {
+        // The trainer posted since (taking `interrupted_from`), or reported an end.
+        return;
+    }
+    *from = Some((summary.state, summary.message.clone()));
+    summary.mark_interrupted();
+    summary.message = "abort requested while the trainer was silent; it learns of it from the answer to its next post".into();
+    drop(from);
+    drop(summary);
+    entry.announce_summary();
+}
+
+/// The first of `events` (posted for `entry`) that the run does not take, if any: see
+/// [`Hub::ingest`]. State events earlier in the same post count: a post that ends the run and
+/// then reports a step has the step refused. The first `stored_before` events (of a batch
+/// posted again) were taken when it was first posted and are not refused now.
+fn refused_event(entry: &RunEntry, events: &[Event], stored_before: usize) -> Option<Refused> {
+    let supervised = entry.external.as_ref().is_some_and(|external| external.supervised);
+    let mut state = lock(&entry.summary).state;
+    for (index, event) in events.iter().enumerate() {
+        let refuse = |reason| Some(Refused { index, reason });
+        if index < stored_before {
+            if let EventBody::State(change) = &event.body {
+                state = change.state;
+            }
+            continue;
+        }
+        match &event.body {
+            EventBody::Exit(_) if supervised => continue,
+            EventBody::Exit(_) => return refuse(Refusal::ConsoleOwned { kind: "exit" }),
+            _ if state.is_finished() && state != RunState::Interrupted => return refuse(Refusal::Ended { state }),
+            EventBody::State(change) => state = change.state,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// SHA-256 of `text`, lowercase hex.

@@ -14,7 +14,7 @@ pub mod store;
 
 pub use axum::Router;
 pub use http::{AllowedHosts, Assets, router, router_for_hosts};
-pub use hub::{Hub, HubError, IngestAnswer, Publisher, RunEntry};
+pub use hub::{Hub, HubError, IngestAnswer, Publisher, Refusal, Refused, RunEntry};
 
 use std::net::SocketAddr;
 use tokio::net::TcpListener;

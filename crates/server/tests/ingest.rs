@@ -120,16 +120,25 @@ async fn malformed_bodies_keep_the_lines_before_the_bad_one() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["line"], 3);
-    assert_eq!(answer["error"], "line 3: not valid JSON: key must be a string (column 17)");
+    assert_eq!(answer["error"], "line 3, column 17: not valid JSON: key must be a string");
+    assert_eq!(answer["column"], 17);
     assert_eq!(answer["stored"], 2);
     assert_eq!(answer["last_seq"], 3);
 
     let cases = [
-        (r#"{"time":1,"step":4,"tokens":1,"loss":1}"#.to_string(), "line 2: missing field `kind`"),
-        (r#"{"kind":"step","time":1,"step":"four","tokens":1,"loss":1}"#.to_string(), "line 2: field `step` must be a non-negative integer below 2^64, got \"four\""),
-        (r#"{"kind":"step","time":1,"step":4,"tokens":99999999999999999999999,"loss":1}"#.to_string(), "line 2: field `tokens` must be a non-negative integer below 2^64"),
-        (r#"{"kind":"step","time":1,"step":4,"tokens":1,"loss":1e999}"#.to_string(), "line 2: not valid JSON: number out of range"),
+        (r#"{"time":1,"step":4,"tokens":1,"loss":1}"#.to_string(), "line 2: an event needs `kind`"),
+        (r#"{"kind":"step","time":1,"step":"four","tokens":1,"loss":1}"#.to_string(), "line 2: field `step` must be a non-negative integer up to 2^53 − 1 (9007199254740991), got \"four\""),
+        (r#"{"kind":"step","time":1,"step":4,"tokens":99999999999999999999999,"loss":1}"#.to_string(), "line 2: field `tokens` must be a non-negative integer up to 2^53 − 1"),
+        (r#"{"kind":"step","time":1,"step":4,"tokens":1,"loss":1e999}"#.to_string(), "line 2, column 56: not valid JSON: number out of range"),
         (r#"{"kind":"eval","time":1,"step":4,"val_loss":[1]}"#.to_string(), "line 2: field `val_loss` must be a number"),
+        (r#"{"kind":"eval","time":1,"step":4}"#.to_string(), "line 2: an eval event needs `val_loss`"),
+        (r#"{"kind":"step","kind":"eval","time":1,"step":4,"tokens":1,"loss":1}"#.to_string(), "line 2: key `kind` appears twice in the object"),
+        (r#"{"kind":"step","time":-5,"step":4,"tokens":1,"loss":1}"#.to_string(), "line 2: field `time` must be a non-negative number of seconds since the Unix epoch, got -5"),
+        (
+            r#"{"kind":"step","time":1,"step":18446744073709551615,"tokens":1,"loss":1}"#.to_string(),
+            "line 2: field `step` is 18446744073709551615, above 2^53 − 1 = 9007199254740991",
+        ),
+        (r#"{"kind":"exit","time":1,"exit_code":0}"#.to_string(), "line 2: kind `exit` is reported by the console that started the trainer's process"),
     ];
     for (bad, want) in cases {
         let before = events(&hub, &id).await.len();
@@ -145,7 +154,7 @@ async fn malformed_bodies_keep_the_lines_before_the_bad_one() {
     body.extend_from_slice(b"{\"kind\":\"sample\",\"time\":1,\"step\":5,\"text\":\"\xff\"}");
     let (status, answer) = Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(body).send(&hub).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(answer["error"].as_str().unwrap().starts_with("line 2: not UTF-8"), "{answer}");
+    assert!(answer["error"].as_str().unwrap().starts_with("line 2, column 44: not UTF-8 (byte 110 of the body)"), "{answer}");
     assert_eq!(answer["stored"], 1);
 
     // In a JSON array too, the bad bytes are what is named.
@@ -153,7 +162,18 @@ async fn malformed_bodies_keep_the_lines_before_the_bad_one() {
     body.extend_from_slice(b"{\"kind\":\"sample\",\"time\":1,\"step\":6,\"text\":\"\xff\"}]");
     let (status, answer) = Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(body).send(&hub).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(answer["error"].as_str().unwrap().starts_with("line 2: not UTF-8"), "{answer}");
+    assert!(answer["error"].as_str().unwrap().starts_with("line 2, column 44: not UTF-8 (byte 112 of the body)"), "{answer}");
+    assert_eq!(answer["stored"], 1, "the element before the bad bytes is kept");
+
+    // A syntax error in a JSON array keeps the elements before it and names the element.
+    let before = events(&hub, &id).await.len();
+    let body = format!("[{},\n{},\n{{\"kind\":\"step\" \"time\":1}}]", step_line(7, "1.2"), step_line(8, "1.1"));
+    let (status, answer) = post(body).send(&hub).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "line 3, column 16 (array element 2): not valid JSON: expected `,` or `}`");
+    assert_eq!((answer["line"].as_u64(), answer["column"].as_u64(), answer["element"].as_u64()), (Some(3), Some(16), Some(2)));
+    assert_eq!(answer["stored"], 2);
+    assert_eq!(events(&hub, &id).await.len(), before + 2);
 
     // 10 MB: refused whole, nothing stored.
     let before = events(&hub, &id).await.len();
@@ -170,6 +190,9 @@ async fn malformed_bodies_keep_the_lines_before_the_bad_one() {
         (r#"{"total_tokens":-5}"#, "field `total_tokens` must be a non-negative integer"),
         (r#"{"name":"x","force_kill_grace_secs":"soon"}"#, "field `force_kill_grace_secs` must be a non-negative number"),
         ("{", "not valid JSON"),
+        (&json!({"name": "n".repeat(3 << 20)}).to_string(), "field `name` is 3145728 characters long; a run name has at most 200"),
+        (&json!({"config": {"blob": "x".repeat(100_000)}}).to_string(), "field `config` is 100011 bytes of JSON; a run's config has at most 65536 (64 KiB)"),
+        (r#"{"total_steps":9007199254740992}"#, "field `total_steps` is 9007199254740992, above 2^53 − 1"),
     ] {
         let (status, answer) = Call::new("POST", "/api/runs").body(body).send(&hub).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -388,4 +411,117 @@ async fn a_silent_trainer_shows_as_interrupted_until_it_posts_again() {
     assert_eq!((status, answer["state"].as_str()), (StatusCode::OK, Some("running")));
     let s = summary(&hub, &id).await;
     assert_eq!((s["state"].as_str(), s["message"].as_str()), (Some("running"), Some("")));
+}
+
+#[tokio::test]
+async fn only_the_console_that_started_the_process_reports_its_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::open(dir.path()).unwrap();
+    let exit = r#"{"kind":"exit","time":1800000009,"exit_code":0,"output_tail":[]}"#;
+
+    // A trainer posting for itself: `exit` is the console's to report.
+    let (id, token) = create(&hub, json!({"name": "http only"})).await;
+    let (status, answer) = Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(format!("{}\n{exit}", step_line(1, "2"))).send(&hub).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer["error"],
+        "line 2: kind `exit` is reported by the console that started the trainer's process (`trainconsole run`), not by a trainer"
+    );
+    assert_eq!((answer["stored"].as_u64(), answer["line"].as_u64()), (Some(1), Some(2)));
+    let s = summary(&hub, &id).await;
+    assert_eq!((s["exit"].clone(), s["step"].as_u64()), (Value::Null, Some(1)));
+
+    // `trainconsole run --server` created its run with a grace period: it reports the exit,
+    // after the trainer's own end too.
+    let (id, token) = create(&hub, json!({"name": "wrapped", "force_kill_grace_secs": 60})).await;
+    let end = r#"{"kind":"state","time":1800000008,"state":"completed"}"#;
+    let (status, answer) = Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(format!("{end}\n{exit}")).send(&hub).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(summary(&hub, &id).await["exit"]["exit_code"], 0);
+}
+
+#[tokio::test]
+async fn an_ended_run_takes_no_more_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::open(dir.path()).unwrap();
+    for end in ["completed", "aborted", "failed"] {
+        let (id, token) = create(&hub, json!({"name": end})).await;
+        let post = |body: String| Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(body);
+        // In one post: a step, the end, and a step after it (refused, naming the state).
+        let end_line = format!(r#"{{"kind":"state","time":1800000005,"state":"{end}"}}"#);
+        let (status, answer) = post(format!("{}\n{end_line}\n{}", step_line(1, "2"), step_line(2, "2"))).send(&hub).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        assert_eq!(
+            answer["error"],
+            format!("line 3: the run has already ended ({end}) and takes no more events; a trainer restarted after the end reports a new run (POST /api/runs, with its checkpoint's start_step, start_tokens and resumed_from)")
+        );
+        assert_eq!((answer["stored"].as_u64(), answer["state"].as_str()), (Some(2), Some(end)));
+        // A later post: refused whole, nothing stored.
+        let (status, answer) = post(step_line(3, "2")).send(&hub).await;
+        assert_eq!((status, answer["stored"].as_u64(), answer["line"].as_u64()), (StatusCode::CONFLICT, Some(0), Some(1)));
+        let s = summary(&hub, &id).await;
+        assert_eq!((s["state"].as_str(), s["step"].as_u64(), s["last_seq"].as_u64()), (Some(end), Some(1), Some(3)));
+        // The ending batch posted again with its key (its answer was lost): taken, nothing doubled.
+        let batch = format!("{}\n{end_line}", step_line(1, "2"));
+        let key = format!("end-{end}");
+        let (status, _) = post(batch.clone()).header("idempotency-key", &key).send(&hub).await;
+        assert_eq!(status, StatusCode::CONFLICT, "the run had ended already");
+        let (id2, token2) = create(&hub, json!({"name": end})).await;
+        let post2 = |body: String| Call::new("POST", format!("/api/runs/{id2}/events")).token(&token2).body(body).header("idempotency-key", &key);
+        assert_eq!(post2(batch.clone()).send(&hub).await.0, StatusCode::OK);
+        let (status, answer) = post2(batch).send(&hub).await;
+        assert_eq!((status, answer["stored"].as_u64()), (StatusCode::OK, Some(0)), "{answer}");
+        assert_eq!(events(&hub, &id2).await.len(), 3);
+        // A poll still answers, with the state.
+        let (status, answer) = post(String::new()).send(&hub).await;
+        assert_eq!((status, answer["state"].as_str()), (StatusCode::OK, Some(end)));
+    }
+}
+
+#[tokio::test]
+async fn a_silent_trainer_can_be_asked_to_abort_and_learns_it_on_its_next_post() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::open(dir.path()).unwrap();
+    let (id, token) = create(&hub, json!({"name": "quiet"})).await;
+    Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(step_line(1, "2")).send(&hub).await;
+    hub.interrupt_silent_runs(std::time::Duration::ZERO);
+    assert_eq!(summary(&hub, &id).await["state"], "interrupted");
+
+    let (status, answer) = Call::new("POST", format!("/api/runs/{id}/abort")).send(&hub).await;
+    assert_eq!((status, answer["state"].as_str()), (StatusCode::ACCEPTED, Some("interrupted")), "{answer}");
+    let s = summary(&hub, &id).await;
+    assert_eq!(s["state"], "interrupted", "still silent: shown as it is");
+    assert!(s["stopping_since"].as_f64().is_some(), "the request is recorded");
+    assert!(s["message"].as_str().unwrap().starts_with("abort requested while the trainer was silent"), "{s}");
+
+    // The trainer's next post learns of it, and the run shows `stopping`.
+    let (status, answer) = Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(step_line(2, "2")).send(&hub).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((answer["abort_requested"].as_bool(), answer["state"].as_str()), (Some(true), Some("stopping")));
+
+    // A run that ended before it fell silent is still refused.
+    let (done, done_token) = create(&hub, json!({"name": "done"})).await;
+    let end = r#"{"kind":"state","time":1800000001,"state":"completed"}"#;
+    Call::new("POST", format!("/api/runs/{done}/events")).token(&done_token).body(end).send(&hub).await;
+    hub.interrupt_silent_runs(std::time::Duration::ZERO);
+    let (status, answer) = Call::new("POST", format!("/api/runs/{done}/abort")).send(&hub).await;
+    assert_eq!((status, answer["state"].as_str()), (StatusCode::CONFLICT, Some("completed")));
+}
+
+#[tokio::test]
+async fn a_restarted_console_takes_an_abort_for_a_run_that_was_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, token) = {
+        let hub = Hub::open(dir.path()).unwrap();
+        let (id, token) = create(&hub, json!({"name": "restart"})).await;
+        Call::new("POST", format!("/api/runs/{id}/events")).token(&token).body(step_line(1, "2")).send(&hub).await;
+        (id, token)
+    };
+    let hub = Hub::open(dir.path()).unwrap();
+    assert_eq!(summary(&hub, &id).await["state"], "interrupted");
+    let (status, _) = Call::new("POST", format!("/api/runs/{id}/abort")).send(&hub).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(summary(&hub, &id).await["state"], "interrupted");
+    let (_, answer) = Call::new("POST", format!("/api/runs/{id}/events")).token(&token).send(&hub).await;
+    assert_eq!((answer["abort_requested"].as_bool(), answer["state"].as_str()), (Some(true), Some("stopping")));
 }

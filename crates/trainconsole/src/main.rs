@@ -252,20 +252,18 @@ async fn train(args: TrainArgs) -> Result<i32> {
     Ok(code)
 }
 
-/// `trainconsole serve`: serves until Ctrl-C.
+/// `trainconsole serve`: serves until Ctrl-C. A runs directory that does not exist yet is
+/// created (trainers report to the console through `POST /api/runs`); a path that is not a
+/// directory, or one that cannot be created, is an error naming it.
 async fn serve(args: ServerArgs) -> Result<i32> {
-    if !args.runs_dir.is_dir() {
-        bail!(
-            "no runs directory {}: start a run with `trainconsole train --runs-dir {0}`, or give the right --runs-dir",
-            args.runs_dir.display()
-        );
-    }
+    let created = !args.runs_dir.exists();
     let hub = Hub::open(&args.runs_dir)?;
     let runs = hub.list()?.len();
     let listener = bind(&args).await?;
     let bound = listener.local_addr()?;
     let base_url = trainconsole_server::console_url(bound);
-    println!("trainconsole: serving {runs} run(s) from {} at {base_url}/ (Ctrl-C to stop)", args.runs_dir.display());
+    let from = if created { format!("the new runs directory {}", args.runs_dir.display()) } else { args.runs_dir.display().to_string() };
+    println!("trainconsole: serving {runs} run(s) from {from} at {base_url}/ (Ctrl-C to stop)");
     let hub_for_signal = hub.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use trainconsole_protocol::{Event, EventBody, ProcessExit, RunStart, RunState, StateChange};
+use trainconsole_server::ingest::MAX_RUN_NAME_CHARS;
 use trainconsole_server::{Hub, IngestAnswer, RunEntry};
 
 use crate::{ServerArgs, StopSignals};
@@ -63,8 +64,8 @@ pub const PIPE_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RunArgs {
     #[command(flatten)]
     pub console: ServerArgs,
-    /// Name shown in the console (default: the trainer's own `run_start` name, else the
-    /// command line).
+    /// Name shown in the console, at most 200 characters (default: the trainer's own
+    /// `run_start` name, else the command line, cut to 200 characters).
     #[arg(long)]
     pub name: Option<String>,
     /// Seconds after an abort request before the page offers Force kill.
@@ -86,8 +87,13 @@ pub async fn run(args: RunArgs) -> Result<i32> {
         bail!("--grace-secs must be a non-negative number of seconds, got {}", args.grace_secs);
     }
     let command_line = shell_words(&args.command);
+    if let Some(name) = &args.name
+        && name.chars().count() > MAX_RUN_NAME_CHARS
+    {
+        bail!("--name is {} characters long; a run name has at most {MAX_RUN_NAME_CHARS}", name.chars().count());
+    }
     let start = RunStart {
-        name: args.name.clone().unwrap_or_else(|| command_line.clone()),
+        name: args.name.clone().unwrap_or_else(|| shorten(&command_line, MAX_RUN_NAME_CHARS)),
         config: serde_json::json!({ "command": command_line }),
         ..Default::default()
     };
@@ -196,7 +202,15 @@ impl Reporter {
     async fn post(self, batch: &Batch) -> Result<IngestAnswer, PostError> {
         match self {
             Reporter::Local { hub, entry } => {
-                hub.ingest(&entry, batch.events.clone(), None).await.map_err(|err| PostError::Refused(err.to_string()))
+                let (answer, refused) = hub
+                    .ingest(&entry, batch.events.clone(), None)
+                    .await
+                    .map_err(|err| PostError::Refused(format!("{} event(s) were not stored: {err}", batch.events.len())))?;
+                if let Some(refused) = refused {
+                    let left = batch.events.len() - refused.index;
+                    eprintln!("trainconsole: {left} event(s) were not stored: {}", refused.reason);
+                }
+                Ok(answer)
             }
             Reporter::Remote(remote) => {
                 let mut body = String::new();
@@ -215,7 +229,12 @@ impl Reporter {
                     Err(err) => Err(PostError::Retry(format!("cannot reach the console at {}: {err}", remote.base))),
                     Ok((200, text)) => serde_json::from_str(&text).map_err(|err| PostError::Retry(format!("the console's answer is not understood: {err}"))),
                     Ok((status, text)) if status >= 500 || status == 429 => Err(PostError::Retry(format!("the console answered {status}: {}", error_text(&text)))),
-                    Ok((status, text)) => Err(PostError::Refused(format!("the console answered {status}: {}", error_text(&text)))),
+                    Ok((status, text)) => {
+                        // A 400 or 409 stores the events before the refused one and says how many.
+                        let stored = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["stored"].as_u64()).unwrap_or(0);
+                        let left = batch.events.len().saturating_sub(stored as usize);
+                        Err(PostError::Refused(format!("{left} event(s) were not stored: the console answered {status}: {}", error_text(&text))))
+                    }
                 }
             }
         }
@@ -364,7 +383,7 @@ async fn supervise(args: &RunArgs, reporter: Reporter, run_id: &str, page_url: &
                         next_post_at = Instant::now() + retry_delay;
                     }
                     Err(PostError::Refused(reason)) => {
-                        eprintln!("trainconsole: {} event(s) were not stored: {reason}", batch.events.len());
+                        eprintln!("trainconsole: {reason}");
                     }
                 }
             }
@@ -453,7 +472,7 @@ async fn finish_post(state: &mut Supervision, done: Result<(Batch, Result<Ingest
     match done {
         Ok((_, Ok(answer))) => state.answered(answer),
         Ok((batch, Err(PostError::Retry(_)))) => state.retry = Some(batch),
-        Ok((batch, Err(PostError::Refused(reason)))) => eprintln!("trainconsole: {} event(s) were not stored: {reason}", batch.events.len()),
+        Ok((_, Err(PostError::Refused(reason)))) => eprintln!("trainconsole: {reason}"),
         Err(_) => {}
     }
 }
@@ -465,7 +484,7 @@ async fn flush(reporter: &Reporter, state: &mut Supervision, deadline: Instant) 
         let batch = state.next_batch();
         match reporter.clone().post(&batch).await {
             Ok(answer) => state.answered(answer),
-            Err(PostError::Refused(reason)) => eprintln!("trainconsole: {} event(s) were not stored: {reason}", batch.events.len()),
+            Err(PostError::Refused(reason)) => eprintln!("trainconsole: {reason}"),
             Err(PostError::Retry(reason)) => {
                 state.retry = Some(batch);
                 if Instant::now() + delay > deadline {
@@ -622,6 +641,13 @@ async fn read_output(pipe: impl AsyncRead + Unpin, stderr: bool, lines: mpsc::Se
         let output = if !stderr && text.trim_start().starts_with('{') {
             let parsed = trainconsole_server::ingest::parse_batch(text);
             match (parsed.events.len(), parsed.error) {
+                (1, None) if matches!(parsed.events[0].body, EventBody::Exit(_)) => {
+                    // How the process ended is this console's to say, from its exit status.
+                    eprintln!(
+                        "trainconsole: stdout line {line_number} of the trainer is an `exit` event, which only this console reports (when the process ends); passing it through as text"
+                    );
+                    Output::Text { line: text.to_string(), stderr }
+                }
                 (1, None) => Output::Event(parsed.events.into_iter().next().expect("one event")),
                 (_, error) => {
                     if !warned {
@@ -664,6 +690,16 @@ fn signal_name(number: i32) -> String {
         _ => return format!("signal {number}"),
     };
     name.to_string()
+}
+
+/// `text` cut to at most `max_chars` characters, ending in "…" when cut.
+fn shorten(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let mut short: String = text.chars().take(max_chars.saturating_sub(1)).collect();
+    short.push('…');
+    short
 }
 
 /// The command line as one string, quoting arguments with spaces or quotes.

@@ -129,14 +129,33 @@ fn a_tiny_run_completes_prints_a_summary_and_keeps_its_history() {
 }
 
 #[test]
-fn serve_refuses_a_missing_runs_dir_and_train_a_file_as_runs_dir() {
+fn serve_creates_a_missing_runs_dir_and_refuses_a_file_as_runs_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let err = fails_with_stderr(exe().args(["serve", "--port", "0", "--runs-dir"]).arg(dir.path().join("typo")));
-    assert!(err.contains("no runs directory") && err.contains("typo"), "{err}");
-    assert!(!dir.path().join("typo").exists(), "nothing was created");
+    // A runs directory that does not exist yet is created, and the first line says so.
+    let runs = dir.path().join("new").join("runs");
+    let mut serve = exe().args(["serve", "--port", "0", "--runs-dir"]).arg(&runs).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(line.contains(&format!("serving 0 run(s) from the new runs directory {} at http://127.0.0.1:", runs.display())), "{line}");
+    assert!(runs.join("trainconsole.sqlite3").is_file(), "the store was created");
 
+    // An existing one is not called new.
+    let mut serve = exe().args(["serve", "--port", "0", "--runs-dir"]).arg(&runs).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    assert!(line.contains(&format!("serving 0 run(s) from {} at", runs.display())), "{line}");
+
+    // A file, or a path under a file, is refused, naming it.
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").unwrap();
+    for (args, path) in [(vec!["serve", "--port", "0"], file.clone()), (vec!["serve", "--port", "0"], file.join("runs"))] {
+        let err = fails_with_stderr(exe().args(&args).arg("--runs-dir").arg(&path));
+        assert!(err.contains(&format!("cannot use runs directory {}", path.display())) && err.contains("ot a directory"), "{err}");
+    }
     let err = fails_with_stderr(exe().args(["train", "--preset", "tiny", "--port", "0", "--data"]).arg(shakespeare()).arg("--runs-dir").arg(&file));
     assert!(err.contains("cannot use runs directory") && err.contains("not a directory"), "{err}");
 }

@@ -232,6 +232,30 @@ fn a_trainer_that_fails_is_recorded_failed_and_non_event_lines_pass_through() {
 }
 
 #[test]
+fn a_trainer_cannot_report_its_own_exit_nor_steps_after_its_end() {
+    let runs = tempfile::tempdir().unwrap();
+    let fake_exit = r#"{"kind":"exit","time":1800000001,"signal":"SIGKILL","output_tail":["fake"]}"#;
+    let script = format!(
+        r#"echo '{{"kind":"step","time":1800000000,"step":1,"tokens":64,"loss":2}}'; echo '{fake_exit}'; echo '{{"kind":"state","time":1800000002,"state":"completed"}}'; echo '{{"kind":"step","time":1800000003,"step":2,"tokens":128,"loss":2}}'; exit 7"#
+    );
+    // A long command line: the run is named after it, cut to the name limit.
+    let long_arg = "x".repeat(300);
+    let mut run = start(exe().args(["run", "--port", "0", "--runs-dir"]).arg(runs.path()).args(["--", "sh", "-c", &script, &long_arg]));
+    assert_eq!(run.wait(30), Some(7));
+    assert!(run.output().contains(&format!("{fake_exit}\n")), "the `exit` line passes through as text: {}", run.output());
+    let (summary, events) = stored_run(runs.path());
+    assert_eq!(summary["exit"]["exit_code"], 7, "the real exit, not the trainer's: {summary}");
+    assert_eq!(summary["exit"]["signal"], Value::Null);
+    assert_eq!(events.iter().filter(|e| e["kind"] == "exit").count(), 1);
+    assert_eq!((summary["state"].as_str(), summary["step"].as_u64()), (Some("completed"), Some(1)), "no step after the end");
+    let name = summary["name"].as_str().unwrap();
+    assert_eq!(name.chars().count(), 200, "{name}");
+    let command = summary["config"]["command"].as_str().unwrap();
+    assert!(command.ends_with(&long_arg), "the config keeps the whole command: {command}");
+    assert!(name.ends_with('…') && command.starts_with(name.trim_end_matches('…')), "{name}");
+}
+
+#[test]
 fn run_with_server_reports_to_a_running_console_and_passes_its_abort_on() {
     let runs = tempfile::tempdir().unwrap();
     let console = start(exe().args(["serve", "--port", "0", "--runs-dir"]).arg(runs.path()));
@@ -326,4 +350,19 @@ fn a_trainer_reporting_over_http_loses_and_doubles_nothing_when_the_console_rest
     assert_eq!(summary["state"], "completed");
     assert_eq!(summary["step"], steps);
     assert_eq!(summary["tokens"], steps * 32 * 16);
+}
+
+#[test]
+fn the_python_client_cuts_a_long_run_name_to_the_consoles_limit() {
+    let runs = tempfile::tempdir().unwrap();
+    let console = start(exe().args(["serve", "--port", "0", "--runs-dir"]).arg(runs.path()));
+    let script = "import sys; from trainconsole_client import Run\n\
+                  run = Run(name='n' * 300, url=sys.argv[1], total_steps=1)\n\
+                  run.log(step=1, tokens=10, loss=2.0)\n\
+                  sys.exit(0 if run.finish() else 1)\n";
+    let status = Command::new("python3").args(["-c", script, &console.base]).env("PYTHONPATH", examples()).env_remove("TRAINCONSOLE_EVENTS").status().unwrap();
+    assert!(status.success());
+    let summary = &get(&format!("{}/api/runs", console.base))["runs"][0];
+    assert_eq!((summary["state"].as_str(), summary["step"].as_u64()), (Some("completed"), Some(1)));
+    assert_eq!(summary["name"], format!("{}…", "n".repeat(199)));
 }

@@ -274,6 +274,28 @@ describe('TrainConsole', () => {
     expect(root.querySelector('[data-testid="force-kill-sent"]')).toBeNull()
   })
 
+  it('offers Force kill within 250 ms of the grace period\'s end (the clock ticks finer during the countdown)', async () => {
+    vi.useFakeTimers({ now: 2_000_000_000_000 })
+    try {
+      // 1.1 s of the 60 s grace period left: the countdown says 2 s (whole seconds, rounded up).
+      const stopping = { ...baseSummary, state: 'stopping', stopping_since: Date.now() / 1000 - 58.9, force_kill_grace_secs: 60 }
+      await mount(stopping)
+      expect(text('force-kill-wait')).toBe('Force kill in 2 s if it does not stop')
+      vi.advanceTimersByTime(1099)
+      await flush()
+      expect(text('force-kill-wait')).toBe('Force kill in 1 s if it does not stop')
+      expect(root.querySelector('[data-testid="force-kill"]')).toBeNull()
+      // The grace period ends at 1,100 ms; a clock ticking once a second would show the button
+      // only at 2,000 ms.
+      vi.advanceTimersByTime(251)
+      await flush()
+      expect(root.querySelector('[data-testid="force-kill-wait"]')).toBeNull()
+      expect(root.querySelector('[data-testid="force-kill"]')).not.toBeNull()
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
   it('never offers Force kill for a run the console did not start', async () => {
     await mount({ ...baseSummary, state: 'stopping', stopping_since: Date.now() / 1000 - 600 })
     expect(text('notice-headline')).toMatch(/^Stopping… \(600 s\)/)
