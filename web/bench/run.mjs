@@ -5,8 +5,8 @@
 //
 // Both charts are first warmed up, three rounds at 200,000 points (JIT). Measures, per size: first render
 // from the same columns in hand (Float64Arrays of step, tokens, time, loss) to rasterized
-// pixels — ours ingest included (bulk append: x columns, loss, EMA; pyramids in the first
-// draw), uPlot's setData and first draw; our render of already loaded data (without
+// pixels — ours ingest included (bulk append: x columns, loss, EMA, the pyramids' first
+// level; their upper levels in the first draw), uPlot's setData and first draw; our render of already loaded data (without
 // ingest); append 100 points then redraw (median of BENCH_REPEATS); our bytes per point.
 // BENCH_PUSH_INGEST=1 also times loading point by point through push(). uPlot is measured at the
 // sizes up to BENCH_UPLOT_MAX (default 1M) with the same two series (raw loss and its EMA).

@@ -183,7 +183,6 @@ function snapshot(s: PointSeries) {
     tokens: Array.from({ length: s.length }, (_, i) => s.tokens.get(i)),
     timeMs: Array.from({ length: s.length }, (_, i) => s.timeMs.get(i)),
     restarts: Array.from(s.restarts.data.subarray(0, s.restarts.length)),
-    bytes: s.bytes(),
   }
   const r = emptyRange()
   for (const [name, c] of s.columns) {
@@ -203,6 +202,9 @@ function snapshot(s: PointSeries) {
       ranges,
     }
   }
+  // After the range queries: the pyramids are built either way (a bulk load builds their
+  // finest level as it copies; push leaves it to the first query).
+  out.bytes = s.bytes()
   return out
 }
 
@@ -306,4 +308,119 @@ describe('values float32 cannot represent', () => {
     expect(s.column('loss_ema').nonFinite.length).toBe(1)
     expect(s.column('loss_ema').get(0)).toBe(1e308)
   })
+})
+
+/** The pyramid's internals, for comparing the two ways of building it. */
+function pyramidOf(c: ValueColumn): { levels: Float64Array[]; blocksDone: number } {
+  return c as unknown as { levels: Float64Array[]; blocksDone: number }
+}
+
+describe('the pyramid built during a bulk append', () => {
+  function values(n: number, seed: number, wideAt: number): Float64Array {
+    const random = rng(seed)
+    const v = new Float64Array(n)
+    for (let i = 0; i < n; i++) {
+      const u = random()
+      v[i] = u < 0.002 ? NaN : u < 0.003 ? Infinity : u < 0.004 ? -Infinity : u < 0.006 ? 0 : u < 0.01 ? Math.fround(-random()) : Math.fround(0.5 + random())
+    }
+    if (wideAt >= 0) v[wideAt] = 0.1 // not a float32: a non-lossy column widens mid-block
+    return v
+  }
+
+  for (const [label, lossy, wideAt] of [
+    ['float32 values', false, -1],
+    ['a column that widens mid-block', false, 40_003],
+    ['a lossy column', true, 40_003],
+  ] as const) {
+    it(`has the finest level a lazy build gives, with no query (${label})`, () => {
+      const n = CHUNK_SIZE + 5_000
+      const v = values(n, 21, wideAt)
+      const bulk = new ValueColumn({ lossy })
+      for (let i = 0; i < 3; i++) bulk.push(v[i]) // the first append starts mid-block
+      bulk.appendArray(v, 3, 1_000)
+      bulk.appendArray(v, 1_000, n)
+      const lazy = new ValueColumn({ lossy })
+      for (let i = 0; i < n; i++) lazy.push(v[i])
+      expect(pyramidOf(lazy).blocksDone).toBe(0)
+      const blocks = n >>> 6
+      expect(pyramidOf(bulk).blocksDone).toBe(blocks) // every complete block, while copying
+      lazy.update()
+      const level0 = (c: ValueColumn) => Array.from(pyramidOf(c).levels[0].subarray(0, 3 * blocks))
+      expect(level0(bulk)).toEqual(level0(lazy))
+      // Some blocks hold only positive finite values, some a NaN, an Infinity or a value ≤ 0.
+      const mins = level0(lazy).filter((_, k) => k % 3 === 0)
+      const minPositives = level0(lazy).filter((_, k) => k % 3 === 2)
+      expect(mins.some((m, k) => m === minPositives[k])).toBe(true)
+      expect(mins.some((m, k) => m !== minPositives[k])).toBe(true)
+      bulk.update()
+      const all = (c: ValueColumn) => pyramidOf(c).levels.map((l) => Array.from(l.subarray(0, 3 * ((n + 63) >>> 6))))
+      expect(all(bulk)[0]).toEqual(all(lazy)[0])
+      expect(pyramidOf(bulk).levels.length).toBe(pyramidOf(lazy).levels.length)
+      const r = emptyRange()
+      const s = emptyRange()
+      for (const [a, b] of [[0, n], [5, 40_010], [64, CHUNK_SIZE + 64], [1_000, n - 1]]) {
+        expect(bulk.range(a, b, r)).toEqual(lazy.range(a, b, s))
+      }
+    })
+  }
+
+  it('is built for the EMA column too, equal to the lazy one', () => {
+    const n = CHUNK_SIZE + 777
+    const loss = values(n, 22, -1)
+    const step = Float64Array.from({ length: n }, (_, i) => (i === 50_000 ? 10 : i)) // one restart
+    const timeSecs = Float64Array.from({ length: n }, (_, i) => 1_700_000_000 + i)
+    const make = () => new PointSeries({ values: ['loss'], smoothed: [{ name: 'loss_ema', of: 'loss' }], smoothing: 0.6 })
+    const bulk = make()
+    bulk.appendColumns({ step, timeSecs, values: { loss } })
+    const lazy = make()
+    for (let i = 0; i < n; i++) lazy.push({ step: step[i], tokens: NaN, timeSecs: timeSecs[i], values: { loss: loss[i] } })
+    const ema = bulk.column('loss_ema')
+    expect(pyramidOf(ema).blocksDone).toBe(n >>> 6)
+    lazy.column('loss_ema').update()
+    const level0 = (c: ValueColumn) => Array.from(pyramidOf(c).levels[0].subarray(0, 3 * (n >>> 6)))
+    expect(level0(ema)).toEqual(level0(lazy.column('loss_ema')))
+  })
+})
+
+describe('the EMA without the debias division', () => {
+  // First n where 1 − wⁿ (wⁿ by repeated multiplication) is exactly 1.0 in f64.
+  const firstExact: [number, number][] = [
+    [0.3, 32],
+    [0.6, 74],
+    [0.9, 356],
+    [0.99, 3725],
+  ]
+  for (const [w, exactAt] of firstExact) {
+    it(`gives last / (1 − wⁿ) bit for bit at w = ${w}, dividing only up to n = ${exactAt - 1}`, () => {
+      const random = rng(31)
+      const ys = Array.from({ length: exactAt + 500 }, () => 1 + 3 * random())
+      const ema = new DebiasedEma(w)
+      let last = 0
+      let pow = 1
+      const expected: number[] = []
+      const got: number[] = []
+      let skipsFrom = -1
+      for (let n = 1; n <= ys.length; n++) {
+        last = last * w + (1 - w) * ys[n - 1]
+        pow *= w
+        expected.push(last / (1 - pow))
+        got.push(ema.next(ys[n - 1]))
+        if (skipsFrom < 0 && ema.weightPow === 0) skipsFrom = n
+      }
+      expect(got).toEqual(expected)
+      expect(skipsFrom).toBe(exactAt)
+      // The bulk path (fused loop) stores the same values, as float32, across a restart.
+      const s = new PointSeries({ values: ['loss'], smoothed: [{ name: 'loss_ema', of: 'loss' }], smoothing: w })
+      const half = ys.length >> 1
+      const step = Float64Array.from(ys, (_, i) => (i < half ? i : i - half)) // restart at half
+      s.appendColumns({ step, timeSecs: Float64Array.from(ys, (_, i) => i), values: { loss: Float64Array.from(ys, Math.fround) } })
+      const ref = new DebiasedEma(w)
+      const want = ys.map((y, i) => {
+        if (i === half) ref.reset()
+        return Math.fround(ref.next(Math.fround(y)))
+      })
+      expect(s.restarts.length).toBe(1)
+      expect(s.valueArray('loss_ema')).toEqual(want)
+    })
+  }
 })

@@ -12,7 +12,8 @@
 //   2, 4, 8… blocks) that `range()` answers any [i, j) query from in O(log N), and sorted
 //   lists of the indices of non-finite and non-positive values (for marks and notes).
 //   The pyramid is brought up to date lazily: appending is O(1), and the next query
-//   rebuilds only the tail that changed (O(new points + log N)).
+//   rebuilds only the tail that changed (O(new points + log N)). A bulk append writes the
+//   finest level as it copies (a running min/max per block), leaving N/64 work to the query.
 // * `PointSeries` ties an x per axis (step, tokens, time) to named value columns, and splits
 //   the points into segments where the step goes backwards (a restart from an earlier
 //   checkpoint): each segment is sorted on every x axis, so the visible window of a segment
@@ -37,6 +38,9 @@ const CHUNK_MASK = CHUNK_SIZE - 1
 /** Points per block of the pyramid's finest level. */
 export const BLOCK_SIZE = 64
 const BLOCK_SHIFT = 6
+const BLOCK_MASK = BLOCK_SIZE - 1
+/** `ValueColumn.blockHead`'s result: min, max, 1 if a value is not in (0, ∞). */
+const BLOCK_HEAD = new Float64Array(3)
 
 interface IntChunk {
   /** The chunk's first value. */
@@ -369,6 +373,12 @@ export class ValueColumn {
   private levelCounts: number[] = []
   /** Points covered by the pyramid as of the last rebuild. */
   private built = 0
+  /**
+   * Level-0 entries [0, blocksDone) are valid: written by `update()`, or by a bulk append as
+   * it copies (each complete block of 64 values), so the first query builds only the upper
+   * levels (N/64 work) instead of rescanning every value.
+   */
+  private blocksDone = 0
 
   constructor(options: { lossy?: boolean } = {}) {
     this.lossy = options.lossy ?? false
@@ -434,12 +444,20 @@ export class ValueColumn {
         this.chunks[ci] = chunk
       }
       // Copy, noting NaN/±Infinity and values ≤ 0 (rare: one predictable test per value);
-      // a float32 chunk checks each value against what it stored.
+      // a float32 chunk checks each value against what it stored. Each complete block of 64
+      // values gets its level-0 pyramid entry from a running min and max (`fuse`).
       let m = k
       let j = j0
       const nonFinite = this.nonFinite
       const nonPositive = this.nonPositive
       const at = i - j0 // index of chunk position 0
+      const fuse = this.fuseFrom(i, i + take)
+      const level = this.levels[0] // written only when fuse
+      // Plain numbers (not destructured) so that the loop keeps them unboxed in registers.
+      ValueColumn.blockHead(chunk, j0)
+      let min = BLOCK_HEAD[0]
+      let max = BLOCK_HEAD[1]
+      let dirty = BLOCK_HEAD[2] !== 0
       if (chunk instanceof Float32Array) {
         if (this.lossy) {
           for (; m < end; m++, j++) {
@@ -451,17 +469,48 @@ export class ValueColumn {
               if (!float32Represents(f, v)) break
               if (f <= 0 && f > -Infinity) nonPositive.push(at + j)
               else nonFinite.push(at + j)
+              dirty = true
             } else if (f !== v && !float32Represents(f, v)) break // a positive subnormal
+            if (f < min) min = f
+            if (f > max) max = f
+            if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
+              const e3 = 3 * ((at + j) >>> BLOCK_SHIFT)
+              if (dirty) this.rescanBlock(e3, chunk, j - BLOCK_MASK)
+              else {
+                level[e3] = min
+                level[e3 + 1] = max
+                level[e3 + 2] = min // no value ≤ 0: the smallest positive is the min
+              }
+              min = Infinity
+              max = -Infinity
+              dirty = false
+            }
           }
         } else {
           for (; m < end; m++, j++) {
             const v = src[m]
-            chunk[j] = v
+            const f = Math.fround(v) // in a register: no store and reload to compare
             if (!(v > 0 && v < Infinity)) {
-              if (chunk[j] !== v && v === v) break
+              if (f !== v && v === v) break
               if (v <= 0 && v > -Infinity) nonPositive.push(at + j)
               else nonFinite.push(at + j)
-            } else if (chunk[j] !== v) break
+              dirty = true
+            } else if (f !== v) break
+            chunk[j] = f
+            if (v < min) min = v
+            if (v > max) max = v
+            if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
+              const e3 = 3 * ((at + j) >>> BLOCK_SHIFT)
+              if (dirty) this.rescanBlock(e3, chunk, j - BLOCK_MASK)
+              else {
+                level[e3] = min
+                level[e3 + 1] = max
+                level[e3 + 2] = min // no value ≤ 0: the smallest positive is the min
+              }
+              min = Infinity
+              max = -Infinity
+              dirty = false
+            }
           }
         }
         if (m < end) {
@@ -475,8 +524,24 @@ export class ValueColumn {
         if (!(v > 0 && v < Infinity)) {
           if (v <= 0 && v > -Infinity) nonPositive.push(at + j)
           else nonFinite.push(at + j)
+          dirty = true
+        }
+        if (v < min) min = v
+        if (v > max) max = v
+        if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
+          const e3 = 3 * ((at + j) >>> BLOCK_SHIFT)
+          if (dirty) this.rescanBlock(e3, chunk, j - BLOCK_MASK)
+          else {
+            level[e3] = min
+            level[e3 + 1] = max
+            level[e3 + 2] = min // no value ≤ 0: the smallest positive is the min
+          }
+          min = Infinity
+          max = -Infinity
+          dirty = false
         }
       }
+      if (fuse) this.blocksDone = (at + j) >>> BLOCK_SHIFT
       this.length += take
       k = end
     }
@@ -518,41 +583,76 @@ export class ValueColumn {
       const at = ci << CHUNK_SHIFT
       let j = j0
       if (src) {
-        for (const e = j0 + take; j < e; j++) {
-          const lastBefore = last
-          const powBefore = pow
+        // Level-0 pyramid entries as it goes, as in appendArray.
+        const fuse = this.fuseFrom(i, i + take)
+        const level = this.levels[0] // written only when fuse
+        // Plain numbers (not destructured) so that the loop keeps them unboxed in registers.
+        ValueColumn.blockHead(chunk, j0)
+        let min = BLOCK_HEAD[0]
+        let max = BLOCK_HEAD[1]
+        let dirty = BLOCK_HEAD[2] !== 0
+        const e = j0 + take
+        while (j < e && !stopped) {
           if (at + j === nextRestart) {
+            // A restart: the average starts afresh. (Stopping right here leaves `ema` reset,
+            // which the general way redoes at this index anyway.)
             last = 0
             pow = 1
-          }
-          const y = src[j]
-          let v = y // NaN and ±Infinity pass through
-          if (y - y === 0) {
-            last = last * w + c * y
-            if (pow === 0) v = last // wⁿ underflowed: no bias left (n > 1,400 at w = 0.6)
-            else {
-              pow *= w
-              const debias = 1 - pow
-              v = debias > 0 ? last / debias : y
-            }
-          }
-          chunk[j] = v
-          const f = chunk[j]
-          if (!(f >= FLOAT32_MIN_NORMAL && f < Infinity)) {
-            if (!float32Represents(f, v)) {
-              last = lastBefore
-              pow = powBefore
-              stopped = true
-              break
-            }
-            if (f <= 0 && f > -Infinity) nonPositive.push(at + j)
-            else if (!(f > 0 && f < Infinity)) nonFinite.push(at + j)
-          }
-          if (at + j === nextRestart) {
             r++
             nextRestart = r < restarts.length ? restarts.data[r] : -1
           }
+          // Up to the next restart in this chunk, no restart test per value.
+          const stop = nextRestart > at + j && nextRestart < at + e ? nextRestart - at : e
+          for (; j < stop; j++) {
+            const lastBefore = last
+            const powBefore = pow
+            const y = src[j]
+            let v = y // NaN and ±Infinity pass through
+            if (y - y === 0) {
+              last = last * w + c * y
+              // pow = 0 once 1 − wⁿ is exactly 1 in f64 (DebiasedEma.next): v = last / 1.
+              if (pow === 0) v = last
+              else {
+                pow *= w
+                const debias = 1 - pow
+                if (debias === 1) pow = 0
+                v = debias > 0 ? last / debias : y
+              }
+            }
+            chunk[j] = v
+            const f = chunk[j]
+            if (!(f >= FLOAT32_MIN_NORMAL && f < Infinity)) {
+              if (!float32Represents(f, v)) {
+                last = lastBefore
+                pow = powBefore
+                stopped = true
+                break
+              }
+              if (f <= 0 && f > -Infinity) {
+                nonPositive.push(at + j)
+                dirty = true
+              } else if (!(f > 0 && f < Infinity)) {
+                nonFinite.push(at + j)
+                dirty = true
+              }
+            }
+            if (f < min) min = f
+            if (f > max) max = f
+            if ((j & BLOCK_MASK) === BLOCK_MASK && fuse) {
+              const e3 = 3 * ((at + j) >>> BLOCK_SHIFT)
+              if (dirty) this.rescanBlock(e3, chunk, j - BLOCK_MASK)
+              else {
+                level[e3] = min
+                level[e3 + 1] = max
+                level[e3 + 2] = min // no value ≤ 0: the smallest positive is the min
+              }
+              min = Infinity
+              max = -Infinity
+              dirty = false
+            }
+          }
         }
+        if (fuse) this.blocksDone = (at + j) >>> BLOCK_SHIFT
       } else if (j0 === 0) {
         this.chunks[ci] = null // cannot happen without gaps; kept consistent anyway
         j = j0 + take
@@ -630,6 +730,7 @@ export class ValueColumn {
     this.levels = []
     this.levelCounts = []
     this.built = 0
+    this.blocksDone = 0
   }
 
   /**
@@ -646,6 +747,7 @@ export class ValueColumn {
     this.nonFinite.clear()
     this.nonPositive.clear()
     this.built = 0
+    this.blocksDone = 0
     let r = 0
     for (let k = 0; k < this.chunks.length; k++) {
       let chunk = this.chunks[k]
@@ -776,10 +878,11 @@ export class ValueColumn {
         // sorted lists) needs only min and max; minPositive is its min.
         const nf = this.nonFinite
         const np = this.nonPositive
-        let nfAt = nf.lowerBound(from << BLOCK_SHIFT)
-        let npAt = np.lowerBound(from << BLOCK_SHIFT)
+        const first = Math.max(from, this.blocksDone) // entries before it are valid
+        let nfAt = nf.lowerBound(first << BLOCK_SHIFT)
+        let npAt = np.lowerBound(first << BLOCK_SHIFT)
         const gaps = this.missing.count > 0
-        for (let k = from; k < count; k++) {
+        for (let k = first; k < count; k++) {
           const start = k << BLOCK_SHIFT
           const end = Math.min(this.length, start + BLOCK_SIZE)
           const chunk = this.chunks[start >>> CHUNK_SHIFT]
@@ -844,7 +947,78 @@ export class ValueColumn {
       count = (count + 1) >>> 1
     }
     this.built = this.length
+    this.blocksDone = this.length >>> BLOCK_SHIFT
   }
+
+  /**
+   * Size the pyramid's finest level for `points` points in all (a bulk load knows its size:
+   * one allocation of the exact size instead of growing as it goes).
+   */
+  reserve(points: number): void {
+    const need = 3 * ((points + BLOCK_SIZE - 1) >>> BLOCK_SHIFT)
+    const l = this.levels[0]
+    if (l && l.length >= need) return
+    const next = new Float64Array(need)
+    if (l) next.set(l)
+    this.levels[0] = next
+  }
+
+  /**
+   * Whether a bulk append starting at point `i` can write level-0 entries as it copies
+   * (every entry before i's block is valid); grows level 0 to hold the blocks up to `end`.
+   */
+  private fuseFrom(i: number, end: number): boolean {
+    if (this.blocksDone !== i >>> BLOCK_SHIFT) return false
+    const need = 3 * ((end + BLOCK_SIZE - 1) >>> BLOCK_SHIFT)
+    const l = this.levels[0]
+    if (!l || l.length < need) {
+      const next = new Float64Array(Math.max(need, 3 * Math.ceil((l ? l.length / 3 : 4) * 1.5)))
+      if (l) next.set(l)
+      this.levels[0] = next
+    }
+    return true
+  }
+
+  /**
+   * Level-0 entry at `e3` (= 3 × block index) for the complete block of `chunk` at position
+   * `a` that holds a NaN, ±Infinity or a value ≤ 0: min, max and smallest positive value the
+   * exact way (a copy loop writes the entries of the other blocks from its running min/max).
+   */
+  private rescanBlock(e3: number, chunk: Float32Array | Float64Array, a: number): void {
+    let min = Infinity
+    let max = -Infinity
+    let minPositive = Infinity
+    for (let j = a, e = a + BLOCK_SIZE; j < e; j++) {
+      const v = chunk[j]
+      if (v < min && v !== -Infinity) min = v
+      if (v > max && v !== Infinity) max = v
+      if (v > 0 && v < minPositive) minPositive = v
+    }
+    const l = this.levels[0]
+    l[e3] = min
+    l[e3 + 1] = max
+    l[e3 + 2] = minPositive
+  }
+
+  /**
+   * The running state of the block a bulk append enters at position `j` of `chunk`, into
+   * `BLOCK_HEAD`: min and max of the values already there, 1 if one is not in (0, ∞).
+   */
+  private static blockHead(chunk: Float32Array | Float64Array, j: number): void {
+    let min = Infinity
+    let max = -Infinity
+    let dirty = 0
+    for (let a = j & ~BLOCK_MASK; a < j; a++) {
+      const v = chunk[a]
+      if (!(v > 0 && v < Infinity)) dirty = 1
+      if (v < min) min = v
+      if (v > max) max = v
+    }
+    BLOCK_HEAD[0] = min
+    BLOCK_HEAD[1] = max
+    BLOCK_HEAD[2] = dirty
+  }
+
 
   private widen(): void {
     this.wide = true
@@ -880,7 +1054,11 @@ export function float32Represents(f: number, v: number): boolean {
 export class DebiasedEma {
   /** The biased average so far (`last` above). */
   last = 0
-  /** wⁿ for the n finite values so far. */
+  /**
+   * wⁿ for the n finite values so far; 0 from the first n where 1 − wⁿ rounds to exactly 1
+   * in f64 (wⁿ ≤ 2⁻⁵⁴, n ≥ 74 at w = 0.6): dividing by 1 changes nothing, so the smoothed
+   * value is `last` from there on, bit for bit the same as dividing.
+   */
   weightPow = 1
   constructor(readonly weight: number) {}
 
@@ -893,8 +1071,10 @@ export class DebiasedEma {
     if (!Number.isFinite(y)) return y
     const w = this.weight
     this.last = this.last * w + (1 - w) * y
+    if (this.weightPow === 0) return this.last
     this.weightPow *= w
     const debias = 1 - this.weightPow
+    if (debias === 1) this.weightPow = 0
     return debias > 0 ? this.last / debias : y
   }
 }
@@ -1050,33 +1230,16 @@ export class PointSeries {
     }
     for (const [name, a] of Object.entries(input.missing ?? {})) check(`missing.${name}`, a)
     if (n === 0) return
+    for (const c of this.columns.values()) c.reserve(this.length + n)
     const timeMs = new Float64Array(Math.min(n, BULK_SLICE))
     const tokensNone = input.tokens === undefined ? new Float64Array(timeMs.length).fill(NaN) : null
     const ema = new Float64Array(timeMs.length)
     for (let from = 0; from < n; from += BULK_SLICE) {
       const to = Math.min(n, from + BULK_SLICE)
       const i0 = this.length
-      // Restarts (a step, token count or clock going back) and the time in ms.
       const { step, timeSecs } = input
-      const tokens = input.tokens ?? tokensNone!
-      const tokensFrom = input.tokens ? from : 0
-      let lastStep = this.lastStep
-      let lastTokens = this.lastTokens
-      let lastTimeMs = this.lastTimeMs
       const firstRestart = this.restarts.length
-      for (let k = from; k < to; k++) {
-        const s = step[k]
-        const t = tokens[k - from + tokensFrom]
-        const ms = Math.round(timeSecs[k] * 1000)
-        timeMs[k - from] = ms
-        if (s < lastStep || t < lastTokens || ms < lastTimeMs) this.restarts.push(i0 + k - from)
-        lastStep = s
-        lastTokens = t
-        lastTimeMs = ms
-      }
-      this.lastStep = lastStep
-      this.lastTokens = lastTokens
-      this.lastTimeMs = lastTimeMs
+      this.scanSlice(step, input.tokens ?? tokensNone!, input.tokens ? from : 0, timeSecs, from, to, timeMs)
       this.step.appendArray(step, from, to)
       if (input.tokens) this.tokens.appendArray(input.tokens, from, to)
       else this.tokens.appendArray(tokensNone!, 0, to - from)
@@ -1094,6 +1257,32 @@ export class PointSeries {
       this.length += to - from
     }
     this.version++
+  }
+
+  /**
+   * Restarts (a step, token count or clock going back) among points `from..to` of a bulk
+   * append, and their time in ms into `timeMs[0..)`; `tokens` is read from `tokensFrom`.
+   * A method of its own (a small, hot function) so that the engine optimizes it early.
+   */
+  private scanSlice(step: ArrayLike<number>, tokens: ArrayLike<number>, tokensFrom: number, timeSecs: ArrayLike<number>, from: number, to: number, timeMs: Float64Array): void {
+    const i0 = this.length - from
+    const shift = tokensFrom - from
+    let lastStep = this.lastStep
+    let lastTokens = this.lastTokens
+    let lastTimeMs = this.lastTimeMs
+    for (let k = from; k < to; k++) {
+      const s = step[k]
+      const t = tokens[k + shift]
+      const ms = Math.round(timeSecs[k] * 1000)
+      timeMs[k - from] = ms
+      if (s < lastStep || t < lastTokens || ms < lastTimeMs) this.restarts.push(i0 + k)
+      lastStep = s
+      lastTokens = t
+      lastTimeMs = ms
+    }
+    this.lastStep = lastStep
+    this.lastTokens = lastTokens
+    this.lastTimeMs = lastTimeMs
   }
 
   /** The EMA of `s.source` over points [i0, i0 + count) into `s.target` (restarts reset it). */
@@ -1130,10 +1319,11 @@ export class PointSeries {
           const y = chunk[j]
           if (y - y === 0) {
             last = last * w + c * y
-            if (pow === 0) out[m] = last // wⁿ underflowed: no bias left (n > 1,400 at w = 0.6)
+            if (pow === 0) out[m] = last // 1 − wⁿ is 1 in f64: no bias left (DebiasedEma.next)
             else {
               pow *= w
               const debias = 1 - pow
+              if (debias === 1) pow = 0
               out[m] = debias > 0 ? last / debias : y
             }
           } else out[m] = y // NaN and ±Infinity pass through
