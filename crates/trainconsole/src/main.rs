@@ -92,7 +92,7 @@ struct TrainArgs {
     #[arg(long)]
     no_progress: bool,
     /// Peak FLOP/s of the hardware, for MFU (for example 3e11). Default: measured on the
-    /// training threads at start (independent vector FMAs, about 60 ms; see docs/metrics.md).
+    /// training threads at start (independent vector FMAs, about 100 ms; see docs/metrics.md).
     #[arg(long, value_parser = peak::parse_flops)]
     peak_flops: Option<f64>,
     /// Threads of the training step (forward, backward, optimizer). Default: the number of
@@ -205,7 +205,7 @@ async fn train(args: TrainArgs) -> Result<i32> {
             Some(threads) => trainconsole_trainer::TrainOptions { threads: usize::from(threads) },
             None => trainconsole_trainer::TrainOptions::default(),
         };
-        // Measured on the training threads before they train (about 60 ms).
+        // Measured on the training threads before they train (about 100 ms).
         let peak = peak_flops.map_or_else(|| peak::measured(options.threads), peak::given);
         let mut sink = HubSink { publisher, peak };
         let outcome = trainconsole_trainer::train_with(

@@ -1,7 +1,7 @@
 //! The peak FLOP/s that MFU divides by, for a run trained on this machine's CPU.
 //!
 //! Unless `--peak-flops` says otherwise, the peak is **measured** when training starts
-//! ([`measured`]): the training threads run independent vector FMAs for about 60 ms
+//! ([`measured`]): the training threads run independent vector FMAs for about 100 ms
 //! (`trainconsole_trainer::peak`). The clock a virtual machine reports is often not the clock
 //! its cores run at (here 2.6 GHz reported, about 4.2 GHz real), so a computed peak can be
 //! far too low and put MFU above 100%.

@@ -61,7 +61,9 @@ pub fn limit_simd_level(level: SimdLevel) {
     SIMD_LIMIT.store(level as u8, Ordering::Relaxed);
 }
 
-fn detected_simd_level() -> SimdLevel {
+/// The widest [`SimdLevel`] this CPU supports, whatever limit is set: the level the matrix
+/// products (the `gemm` crate, which detects it itself) run at.
+pub fn detected_simd_level() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")

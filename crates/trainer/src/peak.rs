@@ -8,14 +8,15 @@
 //! of fused multiply-adds in the widest vector registers the engine uses (AVX-512: 16 f32
 //! lanes; AVX2: 8), enough chains to cover the FMA latency on every FMA unit, and the FLOPs
 //! (2 per lane per FMA) are divided by the wall time. Each thread's figure is the best of a
-//! few short rounds, so a round that the OS interrupted does not lower it.
+//! few short rounds, so a round that the OS interrupted does not lower it. At most one thread
+//! per core is measured: threads beyond the cores share their FMA units.
 //!
 //! The measured figure is a hardware ceiling: the engine's matrix products reach about 90%
 //! of it on large shapes (docs/performance.md).
 
 use std::time::{Duration, Instant};
 
-use crate::kernels::{SimdLevel, simd_level};
+use crate::kernels::{SimdLevel, detected_simd_level};
 
 /// Independent FMA chains per thread: with 4-cycle latency and 2 FMA units, 8 chains keep
 /// the units busy; 16 leave a margin for wider machines.
@@ -25,7 +26,7 @@ pub const FMA_CHAINS: usize = 16;
 pub const ROUND_DURATION: Duration = Duration::from_millis(20);
 
 /// Rounds per thread; the best one counts.
-pub const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 5;
 
 /// A measured peak: FLOP/s and how it was measured, for people.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,10 +40,17 @@ pub struct MeasuredPeak {
 }
 
 /// Measure the f32 FMA peak of `threads` threads running at once (about
-/// `ROUNDS × ROUND_DURATION`, 60 ms). `None` when this CPU has neither AVX-512 nor AVX2 with
+/// `ROUNDS × ROUND_DURATION`, 100 ms). `None` when this CPU has neither AVX-512 nor AVX2 with
 /// FMA (the engine's vector levels), or `threads` is 0 or cannot be started.
+///
+/// More threads than cores share the cores' FMA units, so at most as many threads as the
+/// process has cores are measured (`threads` in the answer says how many). The instructions
+/// are the widest the CPU has, whatever `TRAINCONSOLE_SIMD` says: the matrix products, which
+/// do most of the FLOPs, use them regardless. Other processes busy on the cores lower the
+/// figure (and the training throughput with it).
 pub fn measure_fp32_peak(threads: usize) -> Option<MeasuredPeak> {
-    let simd = match simd_level() {
+    let threads = threads.min(std::thread::available_parallelism().map_or(threads, std::num::NonZeroUsize::get));
+    let simd = match detected_simd_level() {
         SimdLevel::Avx512 => "AVX-512",
         SimdLevel::Avx2 => "AVX2",
         SimdLevel::Portable => return None,
@@ -88,10 +96,10 @@ fn best_thread_flops() -> Option<f64> {
 fn fma_round(iters: u64) -> Option<(f64, f32)> {
     #[cfg(target_arch = "x86_64")]
     {
-        match simd_level() {
-            // SAFETY: simd_level() reports AVX-512 F only when the CPU has it.
+        match detected_simd_level() {
+            // SAFETY: detected_simd_level() reports AVX-512 F only when the CPU has it.
             SimdLevel::Avx512 => return Some((flops(iters, 16), unsafe { x86::chains_avx512(iters) })),
-            // SAFETY: simd_level() reports AVX2 only when the CPU has AVX2 and FMA.
+            // SAFETY: detected_simd_level() reports AVX2 only when the CPU has AVX2 and FMA.
             SimdLevel::Avx2 => return Some((flops(iters, 8), unsafe { x86::chains_avx2(iters) })),
             SimdLevel::Portable => {}
         }
@@ -198,7 +206,7 @@ mod tests {
             a = a.mul_add(0.999_999, 1e-7);
         }
         if let Some((_, sum)) = fma_round(iters) {
-            let lanes = if simd_level() == SimdLevel::Avx512 { 16.0 } else { 8.0 };
+            let lanes = if detected_simd_level() == SimdLevel::Avx512 { 16.0 } else { 8.0 };
             let want = a * lanes * FMA_CHAINS as f32;
             assert!((sum - want).abs() <= want * 1e-5, "{sum} vs {want}");
         }
@@ -207,5 +215,13 @@ mod tests {
     #[test]
     fn zero_threads_measure_nothing() {
         assert_eq!(measure_fp32_peak(0), None);
+    }
+
+    #[test]
+    fn no_more_threads_than_cores_are_measured() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        if let Some(peak) = measure_fp32_peak(cores + 1) {
+            assert_eq!(peak.threads, cores);
+        }
     }
 }
