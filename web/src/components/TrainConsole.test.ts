@@ -175,6 +175,14 @@ describe('TrainConsole', () => {
     localStorage.removeItem('trainconsole.peakFlops')
   })
 
+  it("says where the peak comes from when the run gives a peak without a source", async () => {
+    localStorage.removeItem('trainconsole.peakFlops')
+    await mount({ ...baseSummary, peak_flops_source: null })
+    expect(text('peak-source')).toBe("the run's own, source not given")
+    await mount({ ...baseSummary, peak_flops_per_sec: null, peak_flops_source: null, mfu: null })
+    expect(text('peak-source')).toBe('the run reports none')
+  })
+
   it('labels every figure', async () => {
     await mount()
     for (const dd of Array.from(root.querySelectorAll('dd'))) {
