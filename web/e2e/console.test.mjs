@@ -10,71 +10,27 @@
 // run, Abort (confirmed in the in-page dialog) stops it in both tabs with a checkpoint that
 // exists on disk. Saves a screenshot of the live console (to $TRAINCONSOLE_SCREENSHOT, default in the temp dir).
 
-import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
-import { chromium } from 'playwright-core'
+import { launchChromium, numberAttr, startConsole, stopProcess, until, webDir } from './harness.mjs'
 
-const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const bin = path.resolve(webDir, process.env.TRAINCONSOLE_BIN || '../target/debug/trainconsole')
 const data = path.resolve(webDir, process.env.TRAINCONSOLE_DATA || '../../shared/data/tinyshakespeare.txt')
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
 // The README's screenshot is refreshed with TRAINCONSOLE_SCREENSHOT=$PWD/../docs/console.png;
 // by default the test leaves the working tree alone.
 const screenshotPath = path.resolve(webDir, process.env.TRAINCONSOLE_SCREENSHOT || path.join(tmpdir(), 'trainconsole-console.png'))
-const URL_RE = /http:\/\/127\.0\.0\.1:\d+\/runs\/[^\s]+/
 
 /** @type {import('node:child_process').ChildProcess | null} */
 let server = null
 let runsDir = ''
 let consoleUrl = ''
-let output = '' // the server's stdout + stderr, for failure messages
 /** @type {import('playwright-core').Browser | null} */
 let browser = null
 
 function log(...args) {
   console.log('[e2e]', ...args)
-}
-
-/** Start the binary and resolve with the console URL it prints. */
-function startServer() {
-  runsDir = mkdtempSync(path.join(tmpdir(), 'tc-e2e-'))
-  const args = ['train', '--preset', 'tiny', '--data', data, '--port', '0', '--runs-dir', runsDir, '--max-tokens', '100000000']
-  log('starting', bin, args.join(' '))
-  server = spawn(bin, args, { cwd: webDir, stdio: ['ignore', 'pipe', 'pipe'] })
-  return new Promise((resolve, reject) => {
-    let stdout = ''
-    const timer = setTimeout(() => reject(new Error(`no console URL within 120 s; output:\n${output.slice(-3000)}`)), 120_000)
-    server.stdout.setEncoding('utf8')
-    server.stdout.on('data', (chunk) => {
-      stdout += chunk
-      output += chunk
-      if (output.length > 200_000) output = output.slice(-100_000)
-      const match = URL_RE.exec(stdout)
-      if (match) {
-        clearTimeout(timer)
-        resolve(match[0])
-      }
-    })
-    // Always drain stderr (the progress bar), or the process blocks on a full pipe.
-    server.stderr.setEncoding('utf8')
-    server.stderr.on('data', (chunk) => {
-      output += chunk
-      if (output.length > 200_000) output = output.slice(-100_000)
-    })
-    server.on('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    server.on('exit', (code, signal) => {
-      clearTimeout(timer)
-      reject(new Error(`server exited (${code ?? signal}) before printing its URL; output:\n${output.slice(-3000)}`))
-    })
-  })
 }
 
 /** Every file under `dir`, recursively. */
@@ -88,61 +44,22 @@ function walk(dir) {
   return out
 }
 
-/** Numeric attribute of the first element matching `selector`. */
-async function numberAttr(page, selector, attr) {
-  const value = await page.locator(selector).first().getAttribute(attr)
-  return Number(value)
-}
-
-/** Wait until `fn()` (async) returns a truthy value; return it. */
-async function until(what, fn, timeoutMs = 30_000, everyMs = 100) {
-  const deadline = Date.now() + timeoutMs
-  let last
-  for (;;) {
-    last = await fn()
-    if (last) return last
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
-}
-
 before(async () => {
-  assert.ok(existsSync(bin), `no binary at ${bin} (build it with cargo build, or set TRAINCONSOLE_BIN)`)
   assert.ok(existsSync(data), `no training text at ${data} (set TRAINCONSOLE_DATA)`)
-  assert.ok(existsSync(chromiumPath), `no Chromium at ${chromiumPath} (apt-get install chromium, or set CHROMIUM_PATH)`)
-  consoleUrl = await startServer()
+  runsDir = mkdtempSync(path.join(tmpdir(), 'tc-e2e-'))
+  const started = await startConsole(
+    ['train', '--preset', 'tiny', '--data', data, '--port', '0', '--runs-dir', runsDir, '--max-tokens', '100000000'],
+    { log },
+  )
+  server = started.child
+  consoleUrl = started.url
   log('console at', consoleUrl)
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
+  browser = await launchChromium()
 })
 
 after(async () => {
   await browser?.close().catch(() => {})
-  if (server && server.exitCode === null && server.signalCode === null) {
-    server.kill('SIGTERM')
-    await new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        server?.kill('SIGKILL')
-        resolve()
-      }, 5000)
-      server?.once('exit', () => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
-  }
+  await stopProcess(server)
   if (runsDir) rmSync(runsDir, { recursive: true, force: true })
 })
 

@@ -10,26 +10,19 @@
 // like the acceptance check's: a 20 s first step, then 0.25 s per step on average at 1,000
 // tokens a step.
 
-import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
-import { chromium } from 'playwright-core'
+import { BASE_URL_RE, launchChromium, startConsole, stopProcess } from './harness.mjs'
 
-const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const bin = path.resolve(webDir, process.env.TRAINCONSOLE_BIN || '../target/debug/trainconsole')
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const URL_RE = /http:\/\/127\.0\.0\.1:\d+/
 const TOKENS_PER_STEP = 1000
 const TOTAL_TOKENS = 100_000
 
 /** @type {import('node:child_process').ChildProcess | null} */
 let server = null
 let runsDir = ''
-let output = ''
 /** @type {import('playwright-core').Browser | null} */
 let browser = null
 
@@ -37,66 +30,20 @@ function log(...args) {
   console.log('[e2e eta]', ...args)
 }
 
-function startServer() {
+async function startServer() {
   runsDir = mkdtempSync(path.join(tmpdir(), 'tc-e2e-eta-'))
-  const args = ['serve', '--port', '0', '--runs-dir', runsDir]
-  log('starting', bin, args.join(' '))
-  server = spawn(bin, args, { cwd: webDir, stdio: ['ignore', 'pipe', 'pipe'] })
-  return new Promise((resolve, reject) => {
-    let stdout = ''
-    const timer = setTimeout(() => reject(new Error(`no console URL within 120 s; output:\n${output.slice(-3000)}`)), 120_000)
-    const keep = (chunk) => {
-      output += chunk
-      if (output.length > 200_000) output = output.slice(-100_000)
-    }
-    server.stdout.setEncoding('utf8')
-    server.stdout.on('data', (chunk) => {
-      stdout += chunk
-      keep(chunk)
-      const match = URL_RE.exec(stdout)
-      if (match) {
-        clearTimeout(timer)
-        resolve(match[0])
-      }
-    })
-    server.stderr.setEncoding('utf8')
-    server.stderr.on('data', keep)
-    server.on('error', (err) => {
-      clearTimeout(timer)
-      reject(err)
-    })
-    server.on('exit', (code, signal) => {
-      clearTimeout(timer)
-      reject(new Error(`server exited (${code ?? signal}) before printing its URL; output:\n${output.slice(-3000)}`))
-    })
-  })
+  const started = await startConsole(['serve', '--port', '0', '--runs-dir', runsDir], { urlPattern: BASE_URL_RE, log })
+  server = started.child
+  return started.url
 }
 
 before(async () => {
-  assert.ok(existsSync(bin), `no binary at ${bin} (build it with cargo build, or set TRAINCONSOLE_BIN)`)
-  assert.ok(existsSync(chromiumPath), `no Chromium at ${chromiumPath} (apt-get install chromium, or set CHROMIUM_PATH)`)
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  })
+  browser = await launchChromium()
 })
 
 after(async () => {
   await browser?.close().catch(() => {})
-  if (server && server.exitCode === null && server.signalCode === null) {
-    server.kill('SIGTERM')
-    await new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        server?.kill('SIGKILL')
-        resolve()
-      }, 5000)
-      server?.once('exit', () => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
-  }
+  await stopProcess(server)
   if (runsDir) rmSync(runsDir, { recursive: true, force: true })
 })
 

@@ -9,20 +9,14 @@
 //    "Aborted"; after the grace period it offers Force kill, which ends the process, and
 //    the page says how (killed by SIGTERM).
 
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
-import { chromium } from 'playwright-core'
+import { launchChromium, numberAttr, startConsole, until, webDir } from './harness.mjs'
 
-const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const bin = path.resolve(webDir, process.env.TRAINCONSOLE_BIN || '../target/debug/trainconsole')
 const toy = path.resolve(webDir, '../examples/python/train_toy.py')
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
-const URL_RE = /http:\/\/127\.0\.0\.1:\d+\/runs\/[^\s]+/
 
 /**
  * A trainer that ignores SIGINT (Abort) and reports a step every 50 ms; its loss diverges to
@@ -49,66 +43,24 @@ function log(...args) {
 }
 
 /** `trainconsole run … -- command…`; resolves with { child, url, runsDir, output() }. */
-function startRun(runArgs, command) {
+async function startRun(runArgs, command) {
   const runsDir = mkdtempSync(path.join(tmpdir(), 'tc-e2e-ext-'))
   const args = ['run', '--port', '0', '--runs-dir', runsDir, ...runArgs, '--', ...command]
-  log('starting', bin, args.join(' '))
-  const child = spawn(bin, args, { cwd: webDir, stdio: ['ignore', 'pipe', 'pipe'] })
-  started.push({ child, runsDir })
-  let output = ''
-  const collect = (chunk) => {
-    output += chunk
-    if (output.length > 200_000) output = output.slice(-100_000)
-  }
-  child.stderr.setEncoding('utf8')
-  child.stderr.on('data', collect)
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no console URL within 60 s; output:\n${output.slice(-3000)}`)), 60_000)
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk) => {
-      collect(chunk)
-      const match = URL_RE.exec(output)
-      if (match) {
-        clearTimeout(timer)
-        resolve({ child, url: match[0], runsDir, output: () => output })
-      }
-    })
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer)
-      reject(new Error(`trainconsole run exited (${code ?? signal}) before printing its URL; output:\n${output.slice(-3000)}`))
-    })
-  })
-}
-
-async function until(what, fn, timeoutMs = 30_000, everyMs = 100) {
-  const deadline = Date.now() + timeoutMs
-  let last
-  for (;;) {
-    last = await fn()
-    if (last) return last
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`)
-    await new Promise((r) => setTimeout(r, everyMs))
-  }
-}
-
-async function numberAttr(page, selector, attr) {
-  return Number(await page.locator(selector).first().getAttribute(attr))
+  const entry = { child: null, runsDir }
+  started.push(entry)
+  const run = await startConsole(args, { timeoutMs: 60_000, log })
+  entry.child = run.child
+  return { ...run, runsDir }
 }
 
 before(async () => {
-  assert.ok(existsSync(bin), `no binary at ${bin} (build it with cargo build, or set TRAINCONSOLE_BIN)`)
-  assert.ok(existsSync(chromiumPath), `no Chromium at ${chromiumPath}`)
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-  })
+  browser = await launchChromium()
 })
 
 after(async () => {
   await browser?.close().catch(() => {})
   for (const { child, runsDir } of started) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
     rmSync(runsDir, { recursive: true, force: true })
   }
 })

@@ -8,18 +8,12 @@
 // each run is a card whose name wraps onto at most three lines, with nothing wider than the
 // screen. `serve` also creates the runs directory it is given.
 
-import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fileURLToPath } from 'node:url'
-import { chromium } from 'playwright-core'
-
-const webDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const bin = path.resolve(webDir, process.env.TRAINCONSOLE_BIN || '../target/debug/trainconsole')
-const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium'
+import { launchChromium, startConsole } from './harness.mjs'
 
 const LONG_NAME = (
   'python3 examples/python/train_torch.py --data ../shared/data/tinyshakespeare.txt --n-layer 12 ' +
@@ -32,28 +26,13 @@ let tempDir = null
 let browser = null
 
 /** `trainconsole serve` on a runs directory that does not exist yet; resolves with its base URL. */
-function startServe(runsDir) {
-  const child = spawn(bin, ['serve', '--port', '0', '--runs-dir', runsDir], { cwd: webDir, stdio: ['ignore', 'pipe', 'pipe'] })
-  server = child
-  let output = ''
-  child.stderr.setEncoding('utf8')
-  child.stderr.on('data', (chunk) => (output += chunk))
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no address within 30 s: ${output}`)), 30_000)
-    child.stdout.setEncoding('utf8')
-    child.stdout.on('data', (chunk) => {
-      output += chunk
-      const match = /at (http:\/\/127\.0\.0\.1:\d+)\//.exec(output)
-      if (match) {
-        clearTimeout(timer)
-        resolve({ base: match[1], firstLine: output.split('\n')[0] })
-      }
-    })
-    child.on('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`serve exited (${code}): ${output}`))
-    })
+async function startServe(runsDir) {
+  const started = await startConsole(['serve', '--port', '0', '--runs-dir', runsDir], {
+    urlPattern: /at (http:\/\/127\.0\.0\.1:\d+)\//,
+    timeoutMs: 30_000,
   })
+  server = started.child
+  return { base: started.url.replace(/^at /, '').replace(/\/$/, ''), firstLine: started.output().split('\n')[0] }
 }
 
 async function post(url, body, token) {
@@ -64,13 +43,7 @@ async function post(url, body, token) {
 }
 
 before(async () => {
-  assert.ok(existsSync(bin), `no binary at ${bin} (build it with cargo build, or set TRAINCONSOLE_BIN)`)
-  assert.ok(existsSync(chromiumPath), `no Chromium at ${chromiumPath}`)
-  browser = await chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-  })
+  browser = await launchChromium()
 })
 
 after(async () => {
