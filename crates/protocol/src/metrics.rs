@@ -554,7 +554,6 @@ fn valid_step_time_ms(point: &Point) -> Option<f64> {
 
 /// `(tokens1 − tokens0) / (secs1 − secs0)`; `None` when the interval is shorter than
 /// [`MIN_RATE_INTERVAL_SECS`] (or not a number). Never NaN or infinite.
-
 fn rate(secs0: f64, tokens0: u64, secs1: f64, tokens1: u64) -> Option<f64> {
     let secs = secs1 - secs0;
     if secs.is_nan() || secs < MIN_RATE_INTERVAL_SECS {

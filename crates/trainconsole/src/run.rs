@@ -282,7 +282,8 @@ fn error_text(text: &str) -> String {
 
 /// One line of the child's output.
 enum Output {
-    Event(Event),
+    /// Boxed: an event is large and most lines are text.
+    Event(Box<Event>),
     Text { line: String, stderr: bool },
 }
 
@@ -356,7 +357,7 @@ async fn supervise(args: &RunArgs, reporter: Reporter, run_id: &str, page_url: &
         }
         tokio::select! {
             line = lines.recv(), if output_open => match line {
-                Some(Output::Event(event)) => state.push_event(event),
+                Some(Output::Event(event)) => state.push_event(*event),
                 Some(Output::Text { line, stderr }) => state.pass_through(line, stderr),
                 None => output_open = false,
             },
@@ -364,7 +365,13 @@ async fn supervise(args: &RunArgs, reporter: Reporter, run_id: &str, page_url: &
                 exit_status = Some(status.context("waiting for the trainer failed")?);
                 drain_deadline = Some(Instant::now() + PIPE_DRAIN_TIMEOUT);
             }
-            done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+            // (`pending` is never reached: the branch runs only while a post is in flight.)
+            done = async {
+                match in_flight.as_mut() {
+                    Some(post) => post.await,
+                    None => std::future::pending().await,
+                }
+            }, if in_flight.is_some() => {
                 in_flight = None;
                 let (batch, result) = done.unwrap_or_else(|err| (Batch { number: 0, events: Vec::new() }, Err(PostError::Retry(err.to_string()))));
                 match result {
@@ -392,7 +399,12 @@ async fn supervise(args: &RunArgs, reporter: Reporter, run_id: &str, page_url: &
                     in_flight = Some(spawn_post(&reporter, state.next_batch()));
                 }
             }
-            signal = async { signals.as_mut().expect("guarded").next().await }, if signals.is_some() => {
+            signal = async {
+                match signals.as_mut() {
+                    Some(signals) => signals.next().await,
+                    None => std::future::pending().await,
+                }
+            }, if signals.is_some() => {
                 interrupts += 1;
                 if interrupts == 1 {
                     eprintln!("\ntrainconsole: {signal}: asking the trainer to stop (SIGINT); send it again to kill it");
@@ -640,16 +652,17 @@ async fn read_output(pipe: impl AsyncRead + Unpin, stderr: bool, lines: mpsc::Se
         let text = text.trim_end_matches(['\n', '\r']);
         let output = if !stderr && text.trim_start().starts_with('{') {
             let parsed = trainconsole_server::ingest::parse_batch(text);
-            match (parsed.events.len(), parsed.error) {
-                (1, None) if matches!(parsed.events[0].body, EventBody::Exit(_)) => {
+            let mut events = parsed.events.into_iter();
+            match (events.next(), events.next(), parsed.error) {
+                (Some(event), None, None) if matches!(event.body, EventBody::Exit(_)) => {
                     // How the process ended is this console's to say, from its exit status.
                     eprintln!(
                         "trainconsole: stdout line {line_number} of the trainer is an `exit` event, which only this console reports (when the process ends); passing it through as text"
                     );
                     Output::Text { line: text.to_string(), stderr }
                 }
-                (1, None) => Output::Event(parsed.events.into_iter().next().expect("one event")),
-                (_, error) => {
+                (Some(event), None, None) => Output::Event(Box::new(event)),
+                (_, _, error) => {
                     if !warned {
                         warned = true;
                         let problem = error.map_or_else(|| "not one event".to_string(), |e| e.problem);
