@@ -27,6 +27,23 @@ fn train_fails(args: &[&str]) -> String {
     fails_with_stderr(exe().args(["train", "--port", "0", "--no-progress", "--runs-dir"]).arg(runs.path()).args(preset).args(args))
 }
 
+/// Spawn `command` with its stdout piped; returns the child, its stdout, and its first line.
+fn spawn_with_first_line(command: &mut Command) -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    (child, stdout, first)
+}
+
+/// The first line `serve` prints for `runs`, after which it is stopped.
+fn serve_first_line(runs: &Path) -> String {
+    let (mut serve, _, line) = spawn_with_first_line(exe().args(["serve", "--port", "0", "--runs-dir"]).arg(runs));
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    line
+}
+
 #[test]
 fn bad_data_files_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,17 +110,13 @@ fn threads_must_be_a_positive_count() {
 #[test]
 fn a_tiny_run_completes_prints_a_summary_and_keeps_its_history() {
     let runs = tempfile::tempdir().unwrap();
-    let mut child = exe()
-        .args(["train", "--preset", "tiny", "--port", "0", "--no-progress", "--max-tokens", "4096", "--threads", "2", "--data"])
-        .arg(shakespeare())
-        .arg("--runs-dir")
-        .arg(runs.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
+    let (mut child, mut stdout, first) = spawn_with_first_line(
+        exe()
+            .args(["train", "--preset", "tiny", "--port", "0", "--no-progress", "--max-tokens", "4096", "--threads", "2", "--data"])
+            .arg(shakespeare())
+            .arg("--runs-dir")
+            .arg(runs.path()),
+    );
     assert!(first.contains("console at http://127.0.0.1:"), "{first}");
     let deadline = Instant::now() + Duration::from_secs(120);
     while child.try_wait().unwrap().is_none() {
@@ -120,11 +133,7 @@ fn a_tiny_run_completes_prints_a_summary_and_keeps_its_history() {
     assert!(Path::new(checkpoint).join("model.safetensors").is_file(), "{checkpoint}");
 
     // `serve` on the same runs directory shows it, completed, with every event.
-    let mut serve = exe().args(["serve", "--port", "0", "--runs-dir"]).arg(runs.path()).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    serve.kill().unwrap();
-    serve.wait().unwrap();
+    let line = serve_first_line(runs.path());
     assert!(line.contains("serving 1 run(s)"), "{line}");
 }
 
@@ -133,20 +142,12 @@ fn serve_creates_a_missing_runs_dir_and_refuses_a_file_as_runs_dir() {
     let dir = tempfile::tempdir().unwrap();
     // A runs directory that does not exist yet is created, and the first line says so.
     let runs = dir.path().join("new").join("runs");
-    let mut serve = exe().args(["serve", "--port", "0", "--runs-dir"]).arg(&runs).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    serve.kill().unwrap();
-    serve.wait().unwrap();
+    let line = serve_first_line(&runs);
     assert!(line.contains(&format!("serving 0 run(s) from the new runs directory {} at http://127.0.0.1:", runs.display())), "{line}");
     assert!(runs.join("trainconsole.sqlite3").is_file(), "the store was created");
 
     // An existing one is not called new.
-    let mut serve = exe().args(["serve", "--port", "0", "--runs-dir"]).arg(&runs).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    serve.kill().unwrap();
-    serve.wait().unwrap();
+    let line = serve_first_line(&runs);
     assert!(line.contains(&format!("serving 0 run(s) from {} at", runs.display())), "{line}");
 
     // A file, or a path under a file, is refused, naming it.
@@ -162,19 +163,14 @@ fn serve_creates_a_missing_runs_dir_and_refuses_a_file_as_runs_dir() {
 
 /// Start a tiny run with a budget it will not reach; returns the child and its first line.
 fn start_long_tiny_run(runs: &Path, extra: &[&str]) -> (std::process::Child, BufReader<std::process::ChildStdout>, String) {
-    let mut child = exe()
-        .args(["train", "--port", "0", "--no-progress", "--max-tokens", "100000000", "--data"])
-        .arg(shakespeare())
-        .arg("--runs-dir")
-        .arg(runs)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    (child, stdout, first)
+    spawn_with_first_line(
+        exe()
+            .args(["train", "--port", "0", "--no-progress", "--max-tokens", "100000000", "--data"])
+            .arg(shakespeare())
+            .arg("--runs-dir")
+            .arg(runs)
+            .args(extra),
+    )
 }
 
 #[test]
@@ -213,15 +209,8 @@ fn sigterm_stops_cleanly_with_a_checkpoint_and_resume_continues_from_it() {
 
     // Resuming continues from the checkpoint's step, under a name that says so; without
     // --data it takes the text the checkpoint records.
-    let mut child = exe()
-        .args(["train", "--port", "0", "--no-progress", "--resume", &checkpoint, "--runs-dir"])
-        .arg(runs.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
+    let (mut child, mut stdout, first) =
+        spawn_with_first_line(exe().args(["train", "--port", "0", "--no-progress", "--resume", &checkpoint, "--runs-dir"]).arg(runs.path()));
     assert!(first.contains(&format!("(resumed from step {step})")), "{first}");
     std::thread::sleep(Duration::from_millis(800));
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
