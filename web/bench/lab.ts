@@ -6,18 +6,8 @@ import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
 import { LossChart, type ChartSeries } from '../src/chart/LossChart'
 import { PointSeries } from '../src/chart/series'
+import { rng } from '../src/chart/random'
 
-/** A deterministic PRNG (mulberry32), so both charts and every run see the same data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** A loss curve's point i: a decaying mean with noise; f32-exact, like a trainer's. */
 function makeLoss(seed: number) {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { MAX_RUNS_PER_COLUMN, PathCache, loneVertices, reduceSeries, tracePath, vertexCount } from './path'
 import { linScale, logScale, type Scale } from './scale'
 import { PointSeries } from './series'
-import { rng } from './series.test'
+import { rng } from './random'
 
 function pairs(v: Float64Array): [number, number][] {
   const out: [number, number][] = []

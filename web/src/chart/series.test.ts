@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { CHUNK_SIZE, DebiasedEma, IntColumn, PointSeries, ValueColumn, emptyRange } from './series'
+import { rng } from './random'
 
-/** A deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 describe('IntColumn', () => {
   it('stores an arithmetic progression as two numbers per chunk, exactly', () => {

@@ -1,0 +1,16 @@
+/**
+ * A deterministic pseudo-random number generator (mulberry32): the same `seed` gives the same
+ * sequence of numbers in [0, 1) on every run and in every browser. For test data and the
+ * benchmark, which must see the same points each time; not for anything that needs
+ * unpredictability.
+ */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
